@@ -1,0 +1,154 @@
+package nfq
+
+import (
+	"net"
+	"time"
+
+	"github.com/closeduel/closeduel/segment"
+)
+
+// Verdict is the kernel verdict a queued packet finally gets.
+type Verdict uint8
+
+// Verdicts.
+const (
+	Accept Verdict = iota // let the packet (possibly rewritten) continue
+	Drop                  // discard the packet
+)
+
+// String returns "accept" or "drop".
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case Drop:
+		return "drop"
+	}
+	return "verdict(" + itoa(int(v)) + ")"
+}
+
+// Packet is one queued packet as the engine hands it to a Decider.
+type Packet struct {
+	// ID is the kernel's packet id in its queue.
+	ID uint32
+	// Time is when the engine received the packet.
+	Time time.Time
+	// Data is the raw IP packet. It is valid only until Decide returns;
+	// a Decider may rewrite it in place (then it sets Decision.Modified and
+	// leaves the checksums to the engine).
+	Data []byte
+	// Seg is the decoded TCP segment; meaningful only when TCP is true.
+	Seg segment.Segment
+	// TCP reports whether Data decoded as a TCP segment.
+	TCP bool
+	// InDev, OutDev are the bridge's ifindexes, PhysIn, PhysOut the bridge
+	// ports the packet entered and will leave by (0 when unknown).
+	InDev, OutDev, PhysIn, PhysOut uint32
+	// SrcMAC is the Ethernet source address of the frame, when known.
+	SrcMAC net.HardwareAddr
+}
+
+// MaxInjects is the most crafted segments one Decision can ask for.
+const MaxInjects = 4
+
+// Inject asks the engine to craft a segment and send it toward Template's
+// destination, out of the bridge port that host was learned on.
+type Inject struct {
+	Template segment.Template
+	// Before sends the crafted segment before the packet's verdict rather
+	// than after it.
+	Before bool
+}
+
+// Decision is what a Decider tells the engine to do with one packet. The
+// engine zeroes it before each Decide call; the zero Decision accepts the
+// packet unchanged, at once.
+type Decision struct {
+	// Verdict is the verdict for the packet itself.
+	Verdict Verdict
+	// Delay holds the packet this long before its verdict is given.
+	Delay time.Duration
+	// HoldKey, when non-zero, holds the packet until a later Decision
+	// names the same key in ReleaseKey, or for at most Delay (a default
+	// bound applies when Delay is zero).
+	HoldKey uint64
+	// ReleaseKey releases every packet held under this key, right after
+	// this packet's own verdict, so they leave behind it.
+	ReleaseKey uint64
+	// Modified says the Decider rewrote Packet.Data in place: the engine
+	// recomputes the checksums and accepts the rewritten bytes.
+	Modified bool
+	// Rewrote says in words what was rewritten (for the log).
+	Rewrote string
+	// Duplicates sends this many copies of the packet after it, DupGap
+	// apart (the first copy DupGap after the original).
+	Duplicates int
+	DupGap     time.Duration
+	// Injects lists crafted segments to send; NInjects says how many of
+	// the array are used.
+	Injects  [MaxInjects]Inject
+	NInjects int
+	// Rule names the rule that decided, "" for the default.
+	Rule string
+	// Action names what the rule did, in the rule language's words
+	// ("pass", "drop", "delay", ...); "" means "pass".
+	Action string
+	// Conn is the tracker's connection id (0 when untracked).
+	Conn uint64
+	// Dir names the direction in the experiment's roles, e.g.
+	// "client>device"; "" when no roles are known.
+	Dir string
+}
+
+// AddInject appends a crafted segment to d; it reports false when d holds
+// MaxInjects already.
+func (d *Decision) AddInject(in Inject) bool {
+	if d.NInjects >= MaxInjects {
+		return false
+	}
+	d.Injects[d.NInjects] = in
+	d.NInjects++
+	return true
+}
+
+// Decider decides the fate of each queued packet. The engine calls Decide
+// from one goroutine, in the order packets arrive, with d zeroed; Decide
+// must not keep p or p.Data after it returns and must not block.
+type Decider interface {
+	Decide(p *Packet, d *Decision)
+}
+
+// InjectObserver is implemented by Deciders that want to see the segments
+// the engine crafted and sent (for example to track them). The engine calls
+// Injected from its packet goroutine.
+type InjectObserver interface {
+	Injected(seg *segment.Segment, at time.Time)
+}
+
+// Observe is the Decider that accepts every packet unchanged.
+type Observe struct{}
+
+// Decide accepts the packet.
+func (Observe) Decide(*Packet, *Decision) {}
+
+func itoa(v int) string {
+	if v == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	neg := v < 0
+	if neg {
+		v = -v
+	}
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,62 @@
+package segment
+
+import "encoding/binary"
+
+// The rewrite functions change one field of pkt, a raw IP packet that seg
+// was decoded from, in place, and update seg to match. They do not fix the
+// checksums: call FixChecksums once after the last change.
+
+// SetFlags sets the TCP flags byte.
+func SetFlags(pkt []byte, seg *Segment, f Flags) error {
+	if len(pkt) < seg.IPHeaderLen+20 {
+		return errShort
+	}
+	pkt[seg.IPHeaderLen+13] = byte(f)
+	seg.Flags = f
+	return nil
+}
+
+// SetSeq sets the sequence number.
+func SetSeq(pkt []byte, seg *Segment, s Seq) error {
+	if len(pkt) < seg.IPHeaderLen+20 {
+		return errShort
+	}
+	binary.BigEndian.PutUint32(pkt[seg.IPHeaderLen+4:], uint32(s))
+	seg.Seq = s
+	return nil
+}
+
+// SetAck sets the acknowledgment number.
+func SetAck(pkt []byte, seg *Segment, a Seq) error {
+	if len(pkt) < seg.IPHeaderLen+20 {
+		return errShort
+	}
+	binary.BigEndian.PutUint32(pkt[seg.IPHeaderLen+8:], uint32(a))
+	seg.Ack = a
+	return nil
+}
+
+// SetWindow sets the raw (unscaled) window field.
+func SetWindow(pkt []byte, seg *Segment, w uint16) error {
+	if len(pkt) < seg.IPHeaderLen+20 {
+		return errShort
+	}
+	binary.BigEndian.PutUint16(pkt[seg.IPHeaderLen+14:], w)
+	seg.Window = w
+	return nil
+}
+
+// StripOptions overwrites every TCP option with NOPs, so the receiver sees
+// a header of the same length that carries no option. Lengths and payload
+// stay where they were.
+func StripOptions(pkt []byte, seg *Segment) error {
+	start, end := seg.IPHeaderLen+20, seg.IPHeaderLen+seg.TCPHeaderLen
+	if len(pkt) < end || end < start {
+		return errShort
+	}
+	for i := start; i < end; i++ {
+		pkt[i] = 1 // NOP
+	}
+	seg.WindowScale, seg.MSS = -1, 0
+	return nil
+}
