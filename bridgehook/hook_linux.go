@@ -1,0 +1,191 @@
+package bridgehook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/closeduel/closeduel/netns"
+)
+
+// ErrBridgeNetfilter is returned when bridged traffic does not pass
+// iptables in the namespace.
+var ErrBridgeNetfilter = errors.New("bridgehook: bridged traffic does not traverse iptables")
+
+// Hook is an installed set of rules. Remove takes them out.
+type Hook struct {
+	cfg      Config
+	families []string // binaries whose rules were installed
+}
+
+// CheckBridgeNetfilter checks that br_netfilter is loaded and that
+// net.bridge.bridge-nf-call-iptables (and -ip6tables) is 1 in the
+// namespace; the error says what to do otherwise.
+func CheckBridgeNetfilter(nsName string) error {
+	return netns.Do(nsName, func() error {
+		for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+			b, err := os.ReadFile("/proc/sys/net/bridge/" + k)
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%w: the br_netfilter module is not loaded (run `modprobe br_netfilter`)", ErrBridgeNetfilter)
+			}
+			if err != nil {
+				return fmt.Errorf("bridgehook: read net.bridge.%s: %w", k, err)
+			}
+			if strings.TrimSpace(string(b)) != "1" {
+				return fmt.Errorf("%w: net.bridge.%s is %s (run `sysctl -w net.bridge.%s=1`)", ErrBridgeNetfilter, k, strings.TrimSpace(string(b)), k)
+			}
+		}
+		return nil
+	})
+}
+
+// Install checks br_netfilter and installs the chain and the jump for
+// IPv4 and IPv6. On failure it removes what it installed.
+func Install(ctx context.Context, cfg Config) (h *Hook, err error) {
+	if err := CheckBridgeNetfilter(cfg.NetNS); err != nil {
+		return nil, err
+	}
+	h = &Hook{cfg: cfg}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, h.Remove())
+			h = nil
+		}
+	}()
+	for _, v6 := range []bool{false, true} {
+		bin := "iptables"
+		if v6 {
+			bin = "ip6tables"
+		}
+		rules := cfg.queueRules(v6)
+		if len(rules) == 0 {
+			continue
+		}
+		// Leftovers of a crashed run with the same queue go first.
+		removeChain(ctx, cfg.NetNS, bin, cfg.Chain())
+		h.families = append(h.families, bin)
+		if err := ipt(ctx, cfg.NetNS, bin, "-N", cfg.Chain()); err != nil {
+			return h, err
+		}
+		for _, r := range rules {
+			if err := ipt(ctx, cfg.NetNS, bin, append([]string{"-A"}, r...)...); err != nil {
+				return h, err
+			}
+		}
+		if err := ipt(ctx, cfg.NetNS, bin, append([]string{"-I"}, cfg.jumpArgs()...)...); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
+}
+
+// Remove deletes the jump and the chain. It is safe to call twice.
+func (h *Hook) Remove() error {
+	if h == nil {
+		return nil
+	}
+	var errs []error
+	for _, bin := range h.families {
+		errs = append(errs, removeChain(context.Background(), h.cfg.NetNS, bin, h.cfg.Chain()))
+	}
+	h.families = nil
+	return errors.Join(errs...)
+}
+
+// removeChain deletes every FORWARD rule that jumps to chain, then flushes
+// and deletes chain. A chain that does not exist is not an error.
+func removeChain(ctx context.Context, ns, bin, chain string) error {
+	out, err := netns.Output(ctx, ns, bin, "-w", "-S", "FORWARD")
+	if err != nil {
+		return fmt.Errorf("bridgehook: list FORWARD: %w", err)
+	}
+	var errs []error
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "-A" || !jumpsTo(f, chain) {
+			continue
+		}
+		f[0] = "-D"
+		if err := ipt(ctx, ns, bin, unquote(f)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if chainExists(ctx, ns, bin, chain) {
+		errs = append(errs, ipt(ctx, ns, bin, "-F", chain), ipt(ctx, ns, bin, "-X", chain))
+	}
+	return errors.Join(errs...)
+}
+
+func jumpsTo(fields []string, chain string) bool {
+	for i := 0; i+1 < len(fields); i++ {
+		if fields[i] == "-j" && fields[i+1] == chain {
+			return true
+		}
+	}
+	return false
+}
+
+// unquote strips the quotes iptables -S puts around comment strings.
+func unquote(f []string) []string {
+	for i, s := range f {
+		f[i] = strings.Trim(s, `"`)
+	}
+	return f
+}
+
+func chainExists(ctx context.Context, ns, bin, chain string) bool {
+	return netns.Command(ctx, ns, bin, "-w", "-S", chain).Run() == nil
+}
+
+func ipt(ctx context.Context, ns, bin string, args ...string) error {
+	if err := netns.Run(ctx, ns, append([]string{bin, "-w"}, args...)...); err != nil {
+		return fmt.Errorf("bridgehook: %w", err)
+	}
+	return nil
+}
+
+// Cleanup removes every chain this package made in the namespace (any
+// queue), with the jumps to them, and returns their names. It is what
+// `closeduel cleanup` runs after a crash.
+func Cleanup(ctx context.Context, ns string) ([]string, error) {
+	var removed []string
+	var errs []error
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		out, err := netns.Output(ctx, ns, bin, "-w", "-S")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bridgehook: list %s rules: %w", bin, err))
+			continue
+		}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 2 && f[0] == "-N" && strings.HasPrefix(f[1], ChainPrefix) {
+				if err := removeChain(ctx, ns, bin, f[1]); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				removed = append(removed, bin+" "+f[1])
+			}
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// Leftovers lists the chains of this package in the namespace (for tests
+// and for `closeduel cleanup --dry-run`).
+func Leftovers(ctx context.Context, ns string) ([]string, error) {
+	var found []string
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		out, err := netns.Output(ctx, ns, bin, "-w", "-S")
+		if err != nil {
+			return found, fmt.Errorf("bridgehook: list %s rules: %w", bin, err)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, ChainPrefix) {
+				found = append(found, bin+": "+line)
+			}
+		}
+	}
+	return found, nil
+}

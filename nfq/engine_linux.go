@@ -1,0 +1,879 @@
+package nfq
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/closeduel/closeduel/netns"
+	"github.com/closeduel/closeduel/segment"
+)
+
+// Config configures an Engine. Zero values mean the defaults documented on
+// each field.
+type Config struct {
+	// Queue is the NFQUEUE number to bind.
+	Queue uint16
+	// NetNS names the network namespace (as `ip netns` knows it) whose
+	// queue to bind and whose bridge ports to inject on; "" is ours.
+	NetNS string
+	// Decider decides each packet; nil observes (accepts everything).
+	Decider Decider
+	// Recorder receives every event; nil records nothing.
+	Recorder Recorder
+	// QueueMaxLen is the kernel queue length; default 4096. With fail-open
+	// the kernel accepts packets unqueued when the queue is full.
+	QueueMaxLen uint32
+	// MaxHeld bounds the packets held at once (delays, holds); default
+	// 2048. A hold beyond it gets its verdict at once and is counted.
+	MaxHeld int
+	// MaxHold bounds how long a HoldKey hold waits for its release;
+	// default 5 s.
+	MaxHold time.Duration
+	// ReceiveBuffer is the netlink socket's receive buffer in bytes;
+	// default 8 MiB.
+	ReceiveBuffer int
+	// Batch is how many queued packets one receive call may return;
+	// default 64.
+	Batch int
+	// DrainQuiet is how long the queue must stay empty at shutdown before
+	// the engine unbinds; default 30 ms (at most 1 s of draining).
+	DrainQuiet time.Duration
+}
+
+func (c *Config) fill() {
+	if c.Decider == nil {
+		c.Decider = Observe{}
+	}
+	if c.QueueMaxLen == 0 {
+		c.QueueMaxLen = 4096
+	}
+	if c.MaxHeld <= 0 {
+		c.MaxHeld = 2048
+	}
+	if c.MaxHold <= 0 {
+		c.MaxHold = 5 * time.Second
+	}
+	if c.ReceiveBuffer <= 0 {
+		c.ReceiveBuffer = 8 << 20
+	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
+	if c.DrainQuiet <= 0 {
+		c.DrainQuiet = 30 * time.Millisecond
+	}
+}
+
+// maxMessage is the size of one receive slot: a 64 KiB packet (GSO
+// packets arrive whole) plus the netlink header and attributes.
+const maxMessage = 0x10000 + 4096
+
+// sendFlushAt is the send-buffer size at which verdicts are flushed early
+// (netlink refuses messages near the socket's send buffer size).
+const sendFlushAt = 96 << 10
+
+// mmsghdr is struct mmsghdr from <sys/socket.h>.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// slot keeps a copy of a packet that outlives its receive buffer: a held
+// packet, or one to duplicate or inject later.
+type slot struct {
+	gen      uint32
+	busy     bool
+	kind     timedKind
+	id       uint32
+	arrived  time.Time
+	verdict  Verdict
+	modified bool
+	holdKey  uint64
+	dupLeft  int
+	dupGap   time.Duration
+	outPort  uint32
+	seg      segment.Segment
+	tcp      bool
+	decision Decision
+	data     []byte
+	inject   Inject
+}
+
+// host is what the engine learned about one address: the MAC it sends
+// from and the bridge port it sits behind.
+type host struct {
+	mac  [6]byte
+	port uint32
+}
+
+// Engine is a bound queue. Open makes one; Run drives it.
+type Engine struct {
+	cfg Config
+	nfq *nfqueue.Nfqueue
+	raw syscall.RawConn
+	fd  int
+
+	bufs   [][]byte
+	iovs   []unix.Iovec
+	msgs   []mmsghdr
+	nrecv  int
+	rerrno syscall.Errno
+	recvFn func(fd uintptr) bool
+
+	dec   *segment.Decoder
+	pkt   Packet
+	dcs   Decision
+	ev    Event
+	send  []byte
+	frame []byte
+	after []int32 // slots to send right after the next flush
+
+	timed    timedQueue
+	slots    []slot
+	free     []int32
+	deadline time.Time
+
+	hosts    map[netip.Addr]host
+	packetFD int
+	linkAddr unix.SockaddrLinklayer
+
+	stats   Stats
+	actions actionCounts
+	heldNow int
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open binds the queue: copy-packet mode, fail-open and GSO, a large
+// receive buffer and NETLINK_NO_ENOBUFS, and opens the raw socket used to
+// inject. Packets reach the engine only once the caller's iptables rule
+// sends them to the queue.
+func Open(cfg Config) (*Engine, error) {
+	cfg.fill()
+	e := &Engine{cfg: cfg, hosts: make(map[netip.Addr]host), packetFD: -1}
+	var err error
+	if e.dec, err = segment.NewDecoder(layers.LinkTypeRaw); err != nil {
+		return nil, err
+	}
+	err = netns.Do(cfg.NetNS, func() error {
+		e.nfq, err = nfqueue.Open(&nfqueue.Config{
+			NfQueue:      cfg.Queue,
+			MaxPacketLen: 0xffff,
+			MaxQueueLen:  cfg.QueueMaxLen,
+			Copymode:     nfqueue.NfQnlCopyPacket,
+			Flags:        nfqueue.NfQaCfgFlagFailOpen | nfqueue.NfQaCfgFlagGSO,
+		})
+		if err != nil {
+			return fmt.Errorf("nfq: open netlink socket: %w", err)
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("nfq: open packet socket for injection: %w", err)
+		}
+		e.packetFD = fd
+		return nil
+	})
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.setup(); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("nfq: queue %d: %w", cfg.Queue, err)
+	}
+	return e, nil
+}
+
+func (e *Engine) setup() error {
+	var err error
+	if e.raw, err = e.nfq.Con.SyscallConn(); err != nil {
+		return err
+	}
+	if cerr := e.raw.Control(func(fd uintptr) { e.fd = int(fd) }); cerr != nil {
+		return cerr
+	}
+	if err := e.nfq.SetOption(netlink.NoENOBUFS, true); err != nil {
+		return fmt.Errorf("set NETLINK_NO_ENOBUFS: %w", err)
+	}
+	if err := unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, e.cfg.ReceiveBuffer); err != nil {
+		if err := unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, e.cfg.ReceiveBuffer); err != nil {
+			return fmt.Errorf("set receive buffer: %w", err)
+		}
+	}
+	// Bind, then set flags and length, all acknowledged; the copy mode
+	// comes last and unacknowledged: until it is set the kernel queues
+	// nothing to us, and after it packets may arrive before any ack.
+	be32 := func(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+	cmd := func(c byte) []byte { return appendAttr(nil, nfqaCfgCmd, []byte{c, 0, 0, 0}) }
+	var attrs []byte
+	attrs = appendAttr(attrs, nfqaCfgFlags, be32(cfgFlagFailOpen|cfgFlagGSO))
+	attrs = appendAttr(attrs, nfqaCfgMask, be32(cfgFlagFailOpen|cfgFlagGSO))
+	attrs = appendAttr(attrs, nfqaCfgQueueMaxLen, be32(e.cfg.QueueMaxLen))
+	for i, a := range [][]byte{cmd(cfgCmdBind), attrs} {
+		if err := e.configAcked(uint32(i+1), a); err != nil {
+			if i == 0 {
+				return fmt.Errorf("bind (is another program bound to this queue?): %w", err)
+			}
+			return fmt.Errorf("set queue flags: %w", err)
+		}
+	}
+	params := appendAttr(nil, nfqaCfgParams, append(be32(0xffff), copyPacket, 0, 0, 0)[:5])
+	msg := appendConfig(nil, e.cfg.Queue, 3, params)
+	binaryClearAck(msg)
+	if _, err := unix.Write(e.fd, msg); err != nil {
+		return fmt.Errorf("set copy mode: %w", err)
+	}
+
+	e.bufs = make([][]byte, e.cfg.Batch)
+	e.iovs = make([]unix.Iovec, e.cfg.Batch)
+	e.msgs = make([]mmsghdr, e.cfg.Batch)
+	for i := range e.bufs {
+		e.bufs[i] = make([]byte, maxMessage)
+		e.iovs[i].Base = &e.bufs[i][0]
+		e.iovs[i].SetLen(maxMessage)
+		e.msgs[i].hdr.Iov = &e.iovs[i]
+		e.msgs[i].hdr.Iovlen = 1
+	}
+	e.recvFn = e.recvBatch
+	e.send = make([]byte, 0, sendFlushAt+maxMessage)
+	e.frame = make([]byte, 0, maxMessage)
+	e.slots = make([]slot, e.cfg.MaxHeld)
+	e.free = make([]int32, 0, e.cfg.MaxHeld)
+	for i := len(e.slots) - 1; i >= 0; i-- {
+		e.free = append(e.free, int32(i))
+	}
+	e.timed.items = make([]timedItem, 0, e.cfg.MaxHeld)
+	e.after = make([]int32, 0, 64)
+	return nil
+}
+
+// binaryClearAck removes NLM_F_ACK from a config message built by
+// appendConfig.
+func binaryClearAck(msg []byte) { msg[6] &^= nlmFAck }
+
+// configAcked sends one config message and waits for its acknowledgment.
+// It runs before any packet can be queued to us.
+func (e *Engine) configAcked(seq uint32, attrs []byte) error {
+	msg := appendConfig(nil, e.cfg.Queue, seq, attrs)
+	if _, err := unix.Write(e.fd, msg); err != nil {
+		return err
+	}
+	buf := make([]byte, 8192)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		n, _, err := unix.Recvfrom(e.fd, buf, unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			time.Sleep(200 * time.Microsecond)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for b := buf[:n]; len(b) >= nlmsgHdrLen; {
+			_, l := messageHeader(b)
+			if l < nlmsgHdrLen || l > len(b) {
+				break
+			}
+			if errno, s, ok := netlinkError(b[:l]); ok && s == seq {
+				if errno != 0 {
+					return syscall.Errno(errno)
+				}
+				return nil
+			}
+			b = b[align4(l):]
+		}
+	}
+	return errors.New("no acknowledgment from the kernel")
+}
+
+// recvBatch is the RawConn read callback: one recvmmsg of up to Batch
+// messages. It returns false (wait for readiness) on EAGAIN.
+func (e *Engine) recvBatch(fd uintptr) bool {
+	for i := range e.msgs {
+		e.msgs[i].len = 0
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&e.msgs[0])), uintptr(len(e.msgs)), unix.MSG_DONTWAIT, 0, 0)
+	if errno == unix.EAGAIN {
+		return false
+	}
+	e.nrecv, e.rerrno = int(n), errno
+	if errno != 0 {
+		e.nrecv = 0
+	}
+	return true
+}
+
+// Run gives every queued packet its verdict until ctx is done. Then it
+// keeps accepting whatever is still queued until the queue stays quiet for
+// DrainQuiet (remove the iptables rule first), releases every held packet,
+// unbinds the queue and returns. It returns early only on a socket error;
+// Close must be called after Run in any case.
+func (e *Engine) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { e.nfq.Con.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var runErr error
+	for ctx.Err() == nil {
+		if err := e.armDeadline(); err != nil {
+			runErr = err
+			break
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		err := e.raw.Read(e.recvFn)
+		now := time.Now()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// e.deadline stays as it is (now past), so the next
+				// armDeadline moves or clears the socket's deadline.
+				e.fireDue(now)
+				e.flush()
+				continue
+			}
+			runErr = fmt.Errorf("nfq: receive: %w", err)
+			break
+		}
+		if e.rerrno != 0 {
+			if e.rerrno == unix.EINTR || e.rerrno == unix.ENOBUFS {
+				continue
+			}
+			runErr = fmt.Errorf("nfq: receive: %w", e.rerrno)
+			break
+		}
+		e.handleBatch(now, false)
+		e.fireDue(now)
+		e.flush()
+	}
+	drainErr := e.drain()
+	return errors.Join(runErr, drainErr)
+}
+
+// armDeadline sets the socket's read deadline to the next timed item.
+func (e *Engine) armDeadline() error {
+	want := time.Time{}
+	if it, ok := e.timed.Peek(); ok {
+		want = it.due
+	}
+	if want.Equal(e.deadline) {
+		return nil
+	}
+	e.deadline = want
+	return e.nfq.Con.SetReadDeadline(want)
+}
+
+// handleBatch decides every packet of the last receive. In failOpen mode
+// (draining) every packet is accepted unchanged without a decision.
+func (e *Engine) handleBatch(now time.Time, failOpen bool) {
+	if e.nrecv > 0 {
+		e.stats.Batches.Add(1)
+	}
+	for i := 0; i < e.nrecv; i++ {
+		buf := e.bufs[i][:e.msgs[i].len]
+		for len(buf) >= nlmsgHdrLen {
+			typ, l := messageHeader(buf)
+			if l < nlmsgHdrLen || l > len(buf) {
+				e.stats.BadMessages.Add(1)
+				break
+			}
+			msg := buf[:l]
+			switch {
+			case typ == nlmsgError:
+				if errno, _, ok := netlinkError(msg); ok && errno != 0 {
+					e.stats.VerdictErrs.Add(1)
+				}
+			case typ == nlmsgDone:
+			default:
+				e.handlePacket(msg, now, failOpen)
+			}
+			if align4(l) >= len(buf) {
+				break
+			}
+			buf = buf[align4(l):]
+		}
+		if len(e.send) >= sendFlushAt {
+			e.flush()
+		}
+	}
+}
+
+// handlePacket decides one queued packet and gives or schedules its verdict.
+func (e *Engine) handlePacket(msg []byte, now time.Time, failOpen bool) {
+	var qp queuedPacket
+	if err := parsePacket(msg, &qp); err != nil {
+		e.stats.BadMessages.Add(1)
+		return // without an id no verdict can be given; fail-open covers the kernel side
+	}
+	e.stats.Packets.Add(1)
+	p := &e.pkt
+	*p = Packet{ID: qp.ID, Time: now, Data: qp.Payload, InDev: qp.InDev, OutDev: qp.OutDev, PhysIn: qp.PhysIn, PhysOut: qp.PhysOut}
+	if len(qp.HwAddr) == 6 {
+		p.SrcMAC = net.HardwareAddr(qp.HwAddr)
+	}
+	origLen := 0
+	if qp.CapLen > uint32(len(qp.Payload)) {
+		origLen = int(qp.CapLen)
+	}
+	err := e.dec.Decode(qp.Payload, &p.Seg)
+	p.TCP = err == nil
+	if p.TCP {
+		e.learn(p)
+	}
+	d := &e.dcs
+	*d = Decision{}
+	switch {
+	case failOpen:
+	case err == segment.ErrNotTCP:
+		e.stats.NonTCP.Add(1)
+	case err != nil:
+		e.stats.Malformed.Add(1)
+	case origLen != 0:
+		// A cut packet cannot be rewritten or copied faithfully: pass it.
+		e.stats.Malformed.Add(1)
+	default:
+		e.decide(p, d)
+	}
+	e.apply(p, d, origLen, now)
+}
+
+// decide calls the Decider, turning a panic into an unchanged accept.
+func (e *Engine) decide(p *Packet, d *Decision) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.stats.DeciderPanic.Add(1)
+			*d = Decision{Rule: "decider-panic"}
+		}
+	}()
+	e.cfg.Decider.Decide(p, d)
+}
+
+// learn remembers the source MAC and bridge port of the packet's sender.
+func (e *Engine) learn(p *Packet) {
+	if len(p.SrcMAC) != 6 || p.PhysIn == 0 {
+		return
+	}
+	a := p.Seg.Src.Addr()
+	h, ok := e.hosts[a]
+	if ok && h.port == p.PhysIn && [6]byte(p.SrcMAC) == h.mac {
+		return
+	}
+	e.hosts[a] = host{mac: [6]byte(p.SrcMAC), port: p.PhysIn}
+}
+
+// apply carries out a decision for the current packet.
+func (e *Engine) apply(p *Packet, d *Decision, origLen int, now time.Time) {
+	if d.Modified {
+		if err := segment.FixChecksums(p.Data, &p.Seg); err != nil {
+			d.Modified = false
+			e.stats.Malformed.Add(1)
+		}
+	}
+	for i := 0; i < d.NInjects; i++ {
+		if d.Injects[i].Before {
+			e.injectNow(&d.Injects[i], p, d, now)
+		}
+	}
+	holding := d.HoldKey != 0 || d.Delay > 0
+	if holding {
+		if s := e.takeSlot(); s >= 0 {
+			e.hold(s, p, d, now)
+			holding = true
+		} else {
+			e.stats.HoldOverflow.Add(1)
+			holding = false
+		}
+	}
+	if !holding {
+		e.verdict(p.ID, d.Verdict, d.Modified, p.Data, origLen, now, now, &p.Seg, p.TCP, d)
+	}
+	if d.ReleaseKey != 0 {
+		e.releaseKey(d.ReleaseKey, now)
+	}
+	for i := 1; i <= d.Duplicates; i++ {
+		if s := e.takeSlot(); s >= 0 {
+			sl := &e.slots[s]
+			e.fillSlot(sl, p, d, now)
+			sl.kind = timedDuplicate
+			sl.outPort = p.PhysOut
+			if d.DupGap <= 0 {
+				e.after = append(e.after, s)
+			} else {
+				e.timed.Push(timedItem{due: now.Add(time.Duration(i) * d.DupGap), kind: timedDuplicate, slot: s, gen: sl.gen})
+			}
+		} else {
+			e.stats.SendFailed.Add(1)
+		}
+	}
+	for i := 0; i < d.NInjects; i++ {
+		if d.Injects[i].Before {
+			continue
+		}
+		if s := e.takeSlot(); s >= 0 {
+			sl := &e.slots[s]
+			sl.kind = timedInject
+			sl.inject = d.Injects[i]
+			sl.decision = *d
+			sl.arrived = now
+			sl.id = p.ID
+			e.after = append(e.after, s)
+		} else {
+			e.stats.SendFailed.Add(1)
+		}
+	}
+}
+
+func (e *Engine) takeSlot() int32 {
+	if len(e.free) == 0 {
+		return -1
+	}
+	s := e.free[len(e.free)-1]
+	e.free = e.free[:len(e.free)-1]
+	e.slots[s].busy = true
+	return s
+}
+
+func (e *Engine) freeSlot(s int32) {
+	sl := &e.slots[s]
+	sl.gen++
+	sl.busy = false
+	sl.holdKey = 0
+	e.free = append(e.free, s)
+}
+
+// fillSlot copies the packet and decision into a slot.
+func (e *Engine) fillSlot(sl *slot, p *Packet, d *Decision, now time.Time) {
+	sl.id = p.ID
+	sl.arrived = now
+	sl.verdict = d.Verdict
+	sl.modified = d.Modified
+	sl.seg = p.Seg
+	sl.tcp = p.TCP
+	sl.decision = *d
+	sl.data = append(sl.data[:0], p.Data...)
+}
+
+// hold keeps the packet in the kernel queue and schedules its verdict.
+func (e *Engine) hold(s int32, p *Packet, d *Decision, now time.Time) {
+	sl := &e.slots[s]
+	e.fillSlot(sl, p, d, now)
+	sl.kind = timedRelease
+	sl.holdKey = d.HoldKey
+	wait := d.Delay
+	if d.HoldKey != 0 && (wait <= 0 || wait > e.cfg.MaxHold) {
+		wait = e.cfg.MaxHold
+	}
+	e.timed.Push(timedItem{due: now.Add(wait), kind: timedRelease, slot: s, gen: sl.gen})
+	e.stats.Held.Add(1)
+	e.heldNow++
+}
+
+// releaseKey gives their verdicts now to every packet held under key, in
+// the order they were held.
+func (e *Engine) releaseKey(key uint64, now time.Time) {
+	// Held packets under one key are few; scanning the timed queue in
+	// (due, seq) order would need a sort, so scan the slots by hold order.
+	for {
+		best := int32(-1)
+		for i := range e.slots {
+			sl := &e.slots[i]
+			if sl.busy && sl.kind == timedRelease && sl.holdKey == key {
+				if best < 0 || sl.arrived.Before(e.slots[best].arrived) {
+					best = int32(i)
+				}
+			}
+		}
+		if best < 0 {
+			return
+		}
+		e.release(best, now)
+	}
+}
+
+// release gives a held packet its verdict and frees its slot.
+func (e *Engine) release(s int32, now time.Time) {
+	sl := &e.slots[s]
+	e.verdict(sl.id, sl.verdict, sl.modified, sl.data, 0, sl.arrived, now, &sl.seg, sl.tcp, &sl.decision)
+	e.stats.Released.Add(1)
+	e.heldNow--
+	e.freeSlot(s)
+}
+
+// verdict queues the verdict message and reports the event.
+func (e *Engine) verdict(id uint32, v Verdict, modified bool, data []byte, origLen int, arrived, left time.Time, seg *segment.Segment, tcp bool, d *Decision) {
+	var payload []byte
+	if modified && v == Accept {
+		payload = data
+		e.stats.Modified.Add(1)
+	}
+	kv := uint32(nfqueue.NfAccept)
+	if v == Drop {
+		kv = nfqueue.NfDrop
+		e.stats.Dropped.Add(1)
+	} else {
+		e.stats.Accepted.Add(1)
+	}
+	e.send = appendVerdict(e.send, e.cfg.Queue, id, kv, payload)
+	e.actions.add(d.Action)
+	if e.cfg.Recorder != nil {
+		e.ev = Event{Kind: EventVerdict, Arrived: arrived, Left: left, PacketID: id, Verdict: v, Decision: d, Data: data, OrigLen: origLen, Seg: *seg, TCP: tcp}
+		e.cfg.Recorder.Record(&e.ev)
+	}
+}
+
+// fireDue carries out every timed item that is due at now.
+func (e *Engine) fireDue(now time.Time) {
+	for {
+		it, ok := e.timed.Peek()
+		if !ok || it.due.After(now) {
+			return
+		}
+		e.timed.Pop()
+		sl := &e.slots[it.slot]
+		if !sl.busy || sl.gen != it.gen {
+			continue // released early by key
+		}
+		switch it.kind {
+		case timedRelease:
+			e.release(it.slot, now)
+		case timedDuplicate:
+			e.sendDuplicate(sl, now)
+			e.freeSlot(it.slot)
+		case timedInject:
+			e.injectNow(&sl.inject, nil, &sl.decision, now)
+			e.freeSlot(it.slot)
+		}
+	}
+}
+
+// flush sends the queued verdicts in one write, then the copies and
+// crafted segments that must follow them.
+func (e *Engine) flush() {
+	if len(e.send) > 0 {
+		for {
+			_, err := unix.Write(e.fd, e.send)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				e.stats.VerdictErrs.Add(1)
+			}
+			break
+		}
+		e.send = e.send[:0]
+	}
+	if len(e.after) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, s := range e.after {
+		sl := &e.slots[s]
+		switch sl.kind {
+		case timedDuplicate:
+			e.sendDuplicate(sl, now)
+		case timedInject:
+			e.injectNow(&sl.inject, nil, &sl.decision, now)
+		}
+		e.freeSlot(s)
+	}
+	e.after = e.after[:0]
+}
+
+// sendDuplicate sends a copy of the slot's packet out of the port it was
+// leaving by (or the one its destination was learned on).
+func (e *Engine) sendDuplicate(sl *slot, now time.Time) {
+	dst, okDst := e.hosts[sl.seg.Dst.Addr()]
+	src, okSrc := e.hosts[sl.seg.Src.Addr()]
+	port := sl.outPort
+	if okDst && port == 0 {
+		port = dst.port
+	}
+	if !okDst || !okSrc || port == 0 {
+		e.stats.SendFailed.Add(1)
+		return
+	}
+	f := e.frame[:0]
+	f = append(f, dst.mac[:]...)
+	f = append(f, src.mac[:]...)
+	if sl.seg.IsIPv6() {
+		f = append(f, 0x86, 0xdd)
+	} else {
+		f = append(f, 0x08, 0x00)
+	}
+	f = append(f, sl.data...)
+	e.frame = f
+	if err := e.sendFrame(f, port, dst.mac); err != nil {
+		e.stats.SendFailed.Add(1)
+		return
+	}
+	e.stats.Duplicated.Add(1)
+	if e.cfg.Recorder != nil {
+		e.ev = Event{Kind: EventDuplicate, Arrived: sl.arrived, Left: now, PacketID: sl.id, Verdict: Accept, Decision: &sl.decision, Data: sl.data, Seg: sl.seg, TCP: sl.tcp}
+		e.cfg.Recorder.Record(&e.ev)
+	}
+}
+
+// injectNow crafts a segment and sends it toward its destination.
+func (e *Engine) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
+	t := &in.Template
+	dst, okDst := e.hosts[t.Tuple.Dst.Addr()]
+	src, okSrc := e.hosts[t.Tuple.Src.Addr()]
+	if !okDst || !okSrc {
+		e.stats.SendFailed.Add(1)
+		return
+	}
+	f, err := segment.Build(e.frame[:0], src.mac[:], dst.mac[:], t)
+	if err != nil {
+		e.stats.SendFailed.Add(1)
+		return
+	}
+	e.frame = f
+	if err := e.sendFrame(f, dst.port, dst.mac); err != nil {
+		e.stats.SendFailed.Add(1)
+		return
+	}
+	e.stats.Injected.Add(1)
+	ip := f[segment.EthernetHeaderLen:]
+	var seg segment.Segment
+	tcp := e.dec.Decode(ip, &seg) == nil
+	if obs, ok := e.cfg.Decider.(InjectObserver); ok && tcp {
+		obs.Injected(&seg, now)
+	}
+	if e.cfg.Recorder != nil {
+		id, arrived := uint32(0), now
+		if p != nil {
+			id, arrived = p.ID, p.Time
+		}
+		e.ev = Event{Kind: EventInjected, Arrived: arrived, Left: now, PacketID: id, Verdict: Accept, Decision: d, Data: ip, Seg: seg, TCP: tcp}
+		e.cfg.Recorder.Record(&e.ev)
+	}
+}
+
+// sendFrame transmits an Ethernet frame out of a bridge port. Frames sent
+// on a port leave by it directly: they do not cross the bridge's netfilter
+// hooks, so they never come back through the queue.
+func (e *Engine) sendFrame(f []byte, port uint32, dstMAC [6]byte) error {
+	e.linkAddr = unix.SockaddrLinklayer{Ifindex: int(port), Halen: 6}
+	copy(e.linkAddr.Addr[:], dstMAC[:])
+	return unix.Sendto(e.packetFD, f, 0, &e.linkAddr)
+}
+
+// drain accepts what is still queued until the queue stays quiet, releases
+// every held packet and sends every pending copy, then unbinds.
+func (e *Engine) drain() error {
+	limit := time.Now().Add(time.Second)
+	for time.Now().Before(limit) {
+		e.nfq.Con.SetReadDeadline(time.Now().Add(e.cfg.DrainQuiet))
+		err := e.raw.Read(e.recvFn)
+		now := time.Now()
+		if err != nil || e.rerrno != 0 {
+			break
+		}
+		e.handleBatch(now, true)
+		e.flush()
+	}
+	now := time.Now()
+	for e.timed.Len() > 0 {
+		it := e.timed.Pop()
+		sl := &e.slots[it.slot]
+		if !sl.busy || sl.gen != it.gen {
+			continue
+		}
+		switch it.kind {
+		case timedRelease:
+			e.release(it.slot, now)
+		default:
+			e.freeSlot(it.slot) // pending copies and injections are not sent after shutdown
+		}
+	}
+	e.flush()
+	e.deadline = time.Time{}
+	return nil
+}
+
+// Stats returns a snapshot of the counters, the kernel's counters for the
+// queue and the verdicts by action. Safe while Run runs.
+func (e *Engine) Stats() Snapshot {
+	s := e.stats.snapshot()
+	s.ByAction = e.actions.snapshot()
+	s.HeldNow = int(s.Held - s.Released)
+	if k, err := e.KernelStats(); err == nil {
+		s.KernelQueueDropped, s.KernelUserDropped, s.KernelQueueTotal = k.QueueDropped, k.UserDropped, k.QueueTotal
+	}
+	return s
+}
+
+// KernelQueueStats are the kernel's counters for one queue, from
+// /proc/net/netfilter/nfnetlink_queue.
+type KernelQueueStats struct {
+	QueueTotal   uint64 // packets waiting for a verdict now
+	QueueDropped uint64 // dropped because the queue was full (without fail-open)
+	UserDropped  uint64 // dropped because the netlink socket could not take them
+	IDSequence   uint64 // last packet id
+}
+
+// KernelStats reads the kernel's counters for the engine's queue.
+func (e *Engine) KernelStats() (KernelQueueStats, error) {
+	var st KernelQueueStats
+	err := netns.Do(e.cfg.NetNS, func() error {
+		f, err := os.Open("/proc/thread-self/net/netfilter/nfnetlink_queue")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 8 || fields[0] != strconv.Itoa(int(e.cfg.Queue)) {
+				continue
+			}
+			st.QueueTotal, _ = strconv.ParseUint(fields[2], 10, 64)
+			st.QueueDropped, _ = strconv.ParseUint(fields[5], 10, 64)
+			st.UserDropped, _ = strconv.ParseUint(fields[6], 10, 64)
+			st.IDSequence, _ = strconv.ParseUint(fields[7], 10, 64)
+			return nil
+		}
+		return fmt.Errorf("queue %d not bound", e.cfg.Queue)
+	})
+	if err != nil {
+		return st, fmt.Errorf("nfq: kernel stats: %w", err)
+	}
+	return st, nil
+}
+
+// Close unbinds the queue and closes the sockets. It is safe to call more
+// than once.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		var errs []error
+		if e.nfq != nil {
+			if e.fd > 0 {
+				msg := appendConfig(nil, e.cfg.Queue, 9, appendAttr(nil, nfqaCfgCmd, []byte{cfgCmdUnbind, 0, 0, 0}))
+				binaryClearAck(msg)
+				unix.Write(e.fd, msg)
+			}
+			errs = append(errs, e.nfq.Close())
+		}
+		if e.packetFD >= 0 {
+			errs = append(errs, unix.Close(e.packetFD))
+		}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}

@@ -1,0 +1,47 @@
+//go:build !linux
+
+package nfq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+var errUnsupported = fmt.Errorf("nfq: NFQUEUE needs Linux: %w", errors.ErrUnsupported)
+
+// Config configures an Engine (see the Linux build for the fields' meaning).
+type Config struct {
+	Queue         uint16
+	NetNS         string
+	Decider       Decider
+	Recorder      Recorder
+	QueueMaxLen   uint32
+	MaxHeld       int
+	MaxHold       time.Duration
+	ReceiveBuffer int
+	Batch         int
+	DrainQuiet    time.Duration
+}
+
+// Engine is unavailable on this system.
+type Engine struct{}
+
+// KernelQueueStats are the kernel's counters for one queue.
+type KernelQueueStats struct{ QueueTotal, QueueDropped, UserDropped, IDSequence uint64 }
+
+// Open returns errors.ErrUnsupported.
+func Open(Config) (*Engine, error) { return nil, errUnsupported }
+
+// Run returns errors.ErrUnsupported.
+func (*Engine) Run(context.Context) error { return errUnsupported }
+
+// Stats returns an empty snapshot.
+func (*Engine) Stats() Snapshot { return Snapshot{} }
+
+// KernelStats returns errors.ErrUnsupported.
+func (*Engine) KernelStats() (KernelQueueStats, error) { return KernelQueueStats{}, errUnsupported }
+
+// Close does nothing.
+func (*Engine) Close() error { return nil }
