@@ -311,5 +311,4 @@ func key(s *segment.Segment) string {
 	return fmt.Sprintf("%v>%v %v seq=%d ack=%d len=%d", s.Src, s.Dst, s.Flags, s.Seq, s.Ack, s.PayloadLen)
 }
 
-
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
