@@ -12,18 +12,6 @@ import (
 	"github.com/closeduel/closeduel/netns"
 )
 
-// Interface names inside the namespaces (each namespace has its own, so
-// these never collide between runs).
-const (
-	BridgeName = "br0"  // the bridge, in the bridge namespace
-	ClientPort = "c0"   // bridge port toward the client
-	DevicePort = "d0"   // bridge port toward a Linux device
-	TapName    = "tap0" // bridge port of a user-space device
-	HostIface  = "eth0" // the interface inside the client and device namespaces
-	NamePrefix = "cd-"  // every namespace this package makes starts so
-	defaultCPU = "1"    // RPS mask that steers every port to CPU 0
-)
-
 // Config describes a bench. The zero value (with a Name) is the lab's
 // default: 192.168.100.1/24 for the client, 192.168.100.99/24 for a Linux
 // device in its own namespace.
@@ -224,4 +212,10 @@ func Sweep(prefix string) ([]string, error) {
 		errs = append(errs, netns.Delete(n))
 	}
 	return names, errors.Join(errs...)
+}
+
+// Leftovers lists the namespaces of this package whose names start with
+// NamePrefix+prefix, without removing them.
+func Leftovers(prefix string) ([]string, error) {
+	return netns.List(NamePrefix + prefix)
 }
