@@ -1,0 +1,117 @@
+package track
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/closeduel/closeduel/segment"
+)
+
+// refTable is the slow obvious model of the tracker's table for
+// connections that never close: a recency-ordered list, bounded, with idle
+// expiry of up to two entries per segment from the cold end.
+type refTable struct {
+	max   int
+	idle  time.Duration
+	order []segment.Tuple // most recent last
+	last  map[segment.Tuple]time.Time
+}
+
+func (r *refTable) sent(k segment.Tuple, now time.Time) {
+	for range 2 {
+		if len(r.order) == 0 || now.Sub(r.last[r.order[0]]) < r.idle {
+			break
+		}
+		delete(r.last, r.order[0])
+		r.order = r.order[1:]
+	}
+	if i := slices.Index(r.order, k); i >= 0 {
+		r.order = slices.Delete(r.order, i, i+1)
+	} else if len(r.order) == r.max {
+		delete(r.last, r.order[0])
+		r.order = r.order[1:]
+	}
+	r.order = append(r.order, k)
+	r.last[k] = now
+}
+
+func TestTableMatchesReferenceOnRandomTraffic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 20 {
+		maxConns := 1 + rng.IntN(40)
+		tr := New(Config{MaxConns: maxConns, Idle: 10 * time.Second})
+		ref := &refTable{max: maxConns, idle: 10 * time.Second, last: map[segment.Tuple]time.Time{}}
+		now := t0
+		pool := 1 + rng.IntN(120)
+		for step := range 3000 {
+			now = now.Add(time.Duration(rng.IntN(400)) * time.Millisecond)
+			a, b := tupleN(rng.IntN(pool))
+			if rng.IntN(2) == 0 {
+				a, b = b, a
+			}
+			s := segment.Segment{Src: a, Dst: b, Flags: segment.ACK, Seq: segment.Seq(rng.Uint32()), Ack: segment.Seq(rng.Uint32())}
+			r := tr.Sent(&s, now)
+			k, _ := s.Tuple().Canonical()
+			ref.sent(k, now)
+			if r.Conn.Tuple != k {
+				t.Fatalf("round %d step %d: Sent returned connection %v, want %v", round, step, r.Conn.Tuple, k)
+			}
+			if tr.Len() != len(ref.order) {
+				t.Fatalf("round %d step %d: tracker holds %d connections, reference %d", round, step, tr.Len(), len(ref.order))
+			}
+			for i := range pool {
+				a, b := tupleN(i)
+				k, _ := segment.Tuple{Src: a, Dst: b}.Canonical()
+				c, _ := tr.Lookup(k)
+				_, want := ref.last[k]
+				if (c != nil) != want {
+					t.Fatalf("round %d step %d: connection %d tracked = %v, reference says %v", round, step, i, c != nil, want)
+				}
+			}
+		}
+	}
+}
+
+func TestSentAndDeliverAllocateNothing(t *testing.T) {
+	tr := New(Config{MaxConns: 64})
+	segs := make([]segment.Segment, 0, 300)
+	for i := range 100 {
+		a, b := tupleN(i)
+		segs = append(segs,
+			segment.Segment{Src: a, Dst: b, Flags: segment.SYN, Seq: 1000, WindowScale: 7},
+			segment.Segment{Src: b, Dst: a, Flags: segment.SYN | segment.ACK, Seq: 5000, Ack: 1001, WindowScale: 7},
+			segment.Segment{Src: b, Dst: a, Flags: segment.FIN | segment.ACK, Seq: 5001, Ack: 1001})
+	}
+	now := t0
+	allocs := testing.AllocsPerRun(20, func() {
+		for i := range segs {
+			now = now.Add(time.Millisecond)
+			r := tr.Sent(&segs[i], now)
+			tr.Deliver(&segs[i], r.Conn.ID, now)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Sent+Deliver allocate %v times per run, want 0", allocs)
+	}
+}
+
+func BenchmarkSentDeliver(b *testing.B) {
+	tr := New(Config{})
+	var segs []segment.Segment
+	for i := range 1000 {
+		a, c := tupleN(i)
+		segs = append(segs,
+			segment.Segment{Src: a, Dst: c, Flags: segment.ACK | segment.PSH, Seq: 1000, Ack: 5000, PayloadLen: 100},
+			segment.Segment{Src: c, Dst: a, Flags: segment.ACK, Seq: 5000, Ack: 1100})
+	}
+	now := t0
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		s := &segs[i%len(segs)]
+		now = now.Add(time.Microsecond)
+		r := tr.Sent(s, now)
+		tr.Deliver(s, r.Conn.ID, now)
+	}
+}
