@@ -1,16 +1,142 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"os"
 
+	"github.com/closeduel/closeduel/analysis"
 	"github.com/urfave/cli/v2"
 )
 
-// analyzeCommand is a placeholder until the command is built.
+// analyzeCommand reads captures and verdict logs and reports connections,
+// closes and duels.
 func analyzeCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "analyze",
-		Usage:  "analyse captures and verdict logs",
-		Action: func(*cli.Context) error { return errors.New("analyze: not built yet") },
+		Name:      "analyze",
+		Usage:     "analyse captures and verdict logs: connections, closes, duels",
+		ArgsUsage: "FILE... | --run DIR | --compare A B",
+		Description: "Reads pcap/pcapng captures (Ethernet, Linux cooked SLL/SLL2, raw IP), closeduel's\n" +
+			"pcapng with verdict comments and its JSON Lines verdict logs, merged by time.\n" +
+			"A or B of --compare is a file or a run directory. analysis/DEFINITIONS.md defines every figure.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "write the report as JSON (schema " + analysis.SchemaVersion + ")"},
+			&cli.StringFlag{Name: "html", Usage: "also write a self-contained HTML report to `FILE`"},
+			&cli.StringFlag{Name: "run", Usage: "lab run `DIR`: read its run.yaml (workload_start, workload_end); with no FILE, analyse its captures and logs"},
+			&cli.BoolFlag{Name: "compare", Usage: "compare two runs or captures given as the two arguments A B"},
+			&cli.DurationFlag{Name: "duel-gap", Value: 0, Usage: "quiet time that ends a duel (default 30s)"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 0, Usage: "quiet time that ends an open connection (default 5m)"},
+			&cli.IntFlag{Name: "max-connections", Usage: "connection rows kept in the report (default 5000)"},
+			&cli.BoolFlag{Name: "all", Usage: "list every connection in the text report, not only those that did not close cleanly"},
+			&cli.IntFlag{Name: "rows", Value: 20, Usage: "rows per text table"},
+		},
+		Action: analyzeAction,
 	}
+}
+
+func analyzeAction(c *cli.Context) error {
+	cfg := analysis.Config{
+		DuelGap:        c.Duration("duel-gap"),
+		IdleTimeout:    c.Duration("idle-timeout"),
+		MaxConnections: c.Int("max-connections"),
+	}
+	out := c.App.Writer
+	if out == nil {
+		out = os.Stdout
+	}
+	if c.Bool("compare") {
+		if c.NArg() != 2 {
+			return &exitError{code: 2, err: errors.New("analyze: --compare takes two arguments: A B (files or run directories)")}
+		}
+		a, err := analyzeOne(c, cfg, c.Args().Get(0))
+		if err != nil {
+			return err
+		}
+		b, err := analyzeOne(c, cfg, c.Args().Get(1))
+		if err != nil {
+			return err
+		}
+		cmp := analysis.Compare(a, b)
+		if p := c.String("html"); p != "" {
+			if err := writeFile(p, func(w io.Writer) error { return analysis.WriteCompareHTML(w, cmp) }); err != nil {
+				return err
+			}
+		}
+		if c.Bool("json") {
+			return writeJSON(out, cmp)
+		}
+		return analysis.WriteCompareText(out, cmp)
+	}
+	paths := c.Args().Slice()
+	if dir := c.String("run"); dir != "" {
+		run, err := analysis.ReadRun(dir)
+		if err != nil {
+			return err
+		}
+		cfg.Run = run
+		if len(paths) == 0 {
+			if paths, err = analysis.RunInputs(dir); err != nil {
+				return err
+			}
+		}
+	}
+	if len(paths) == 0 {
+		return &exitError{code: 2, err: errors.New("analyze: give capture or log files, or --run DIR")}
+	}
+	r, err := analysis.Analyze(c.Context, cfg, paths)
+	if err != nil {
+		return err
+	}
+	if p := c.String("html"); p != "" {
+		if err := writeFile(p, func(w io.Writer) error { return analysis.WriteHTML(w, r) }); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return writeJSON(out, r)
+	}
+	return analysis.WriteText(out, r, analysis.TextOptions{MaxRows: c.Int("rows"), AllConnections: c.Bool("all")})
+}
+
+// analyzeOne analyses a file or a run directory for --compare.
+func analyzeOne(c *cli.Context, cfg analysis.Config, path string) (*analysis.Report, error) {
+	paths := []string{path}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		var err error
+		if paths, err = analysis.RunInputs(path); err != nil {
+			return nil, err
+		}
+		if run, err := analysis.ReadRun(path); err == nil {
+			cfg.Run = run
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return analysis.Analyze(c.Context, cfg, paths)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("analyze: write json: %w", err)
+	}
+	return nil
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("analyze: %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
 }

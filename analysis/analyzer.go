@@ -1,0 +1,440 @@
+package analysis
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/closeduel/closeduel/segment"
+)
+
+// Config sets the parameters of the definitions. The zero value means the
+// defaults.
+type Config struct {
+	// DuelGap ends a duel: a tuple quiet for longer ends it (default
+	// 30 s). A closed incarnation is kept this long after its last
+	// segment, to see what follows the close.
+	DuelGap time.Duration
+	// IdleTimeout ends an incarnation that is not closed but has been
+	// quiet this long (default 5 min), as unfinished or half-open.
+	IdleTimeout time.Duration
+	// MaxConnections bounds the rows of Report.Connections (default
+	// 5000); MaxDuels bounds Report.Duels (default 1000).
+	MaxConnections, MaxDuels int
+	// Run is the lab run's metadata, when known.
+	Run *RunInfo
+}
+
+func (c *Config) fill() {
+	if c.DuelGap <= 0 {
+		c.DuelGap = 30 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 5000
+	}
+	if c.MaxDuels <= 0 {
+		c.MaxDuels = 1000
+	}
+}
+
+// tupleState is everything live about one 4-tuple.
+type tupleState struct {
+	cur *conn
+	run *duelRun
+}
+
+// Analyzer turns a time-ordered stream of events into a Report. It is a
+// pure state machine: it does no I/O and reads no clock. It is not safe
+// for concurrent use.
+type Analyzer struct {
+	cfg       Config
+	gap, idle int64
+	tuples    map[tupleKey]*tupleState
+	nextID    int
+	nextSweep int64
+	first     int64
+	last      int64
+	durations quantiles
+	report    Report
+	notable   int // rows kept past MaxConnections
+}
+
+// NewAnalyzer returns an Analyzer with cfg's parameters.
+func NewAnalyzer(cfg Config) *Analyzer {
+	cfg.fill()
+	a := &Analyzer{
+		cfg:    cfg,
+		gap:    int64(cfg.DuelGap),
+		idle:   int64(cfg.IdleTimeout),
+		tuples: make(map[tupleKey]*tupleState),
+	}
+	a.report = Report{
+		Schema: SchemaVersion,
+		Run:    cfg.Run,
+		Settings: Settings{
+			DuelGap:        secondsOf(a.gap),
+			IdleTimeout:    secondsOf(a.idle),
+			MaxConnections: cfg.MaxConnections,
+			MaxDuels:       cfg.MaxDuels,
+		},
+		Connections: []Connection{},
+		Duels:       []Duel{},
+	}
+	a.report.Totals.Closes = map[string]int{}
+	for k := range numCloseKinds {
+		a.report.Totals.Closes[k.String()] = 0
+	}
+	return a
+}
+
+// Add feeds one event. Events should come in time order; small
+// disorder (as between several inputs' clocks) is tolerated.
+func (a *Analyzer) Add(e *Event) {
+	if e.Time > a.last {
+		a.last = e.Time
+	}
+	if a.first == 0 || e.Time < a.first {
+		a.first = e.Time
+	}
+	if a.last >= a.nextSweep {
+		a.sweep(a.last)
+		a.nextSweep = a.last + int64(time.Second)
+	}
+	t := &a.report.Totals
+	switch e.Note.Kind {
+	case NoteVerdict:
+		t.Verdicts++
+		if e.Note.Drop {
+			t.Drops++
+		}
+	case NoteInjected:
+		t.Injected++
+	case NoteDuplicate:
+		t.Duplicates++
+	}
+	if e.Kind == EventVerdict {
+		if ts := a.tuples[keyOf(&e.Seg)]; ts != nil && ts.run != nil && e.Time >= ts.run.start {
+			ts.run.verdicts.add(&e.Note)
+		}
+		return
+	}
+	a.packet(e)
+}
+
+func (a *Analyzer) packet(e *Event) {
+	seg := &e.Seg
+	t := &a.report.Totals
+	t.Segments++
+	if seg.Flags&segment.RST != 0 {
+		t.RSTs++
+	}
+	key := keyOf(seg)
+	ts := a.tuples[key]
+	if ts == nil {
+		ts = &tupleState{}
+		a.tuples[key] = ts
+	}
+	isSYN := seg.Flags&(segment.SYN|segment.ACK) == segment.SYN
+	c := ts.cur
+	if c != nil && isSYN && c.startsNew(seg) {
+		a.finish(c)
+		c = nil
+	}
+	if c == nil {
+		a.nextID++
+		c = newConn(a.nextID, seg, e.Time)
+		ts.cur = c
+	}
+	di := c.dir(seg)
+	wasClosed := c.closed != 0
+	wasConflict := c.conflict
+	retrans, stale := c.update(di, seg, &e.Note, e.Time)
+	var tok [4]byte
+	n := token(&tok, seg, di, retrans, stale, &e.Note)
+	c.addHistory(&tok, n)
+
+	switch {
+	case c.conflict:
+		if !wasConflict && c.lastSynTime > 0 {
+			a.runAdd(ts, c, CauseHeldTuple, &c.lastSyn, &c.lastSynNote, c.lastSynTime)
+		}
+		a.runAdd(ts, c, CauseHeldTuple, seg, &e.Note, e.Time)
+	case wasClosed:
+		cause := CauseAfterFIN
+		if c.closeByRST {
+			cause = CauseAfterRST
+		}
+		a.runAdd(ts, c, cause, seg, &e.Note, e.Time)
+	case ts.run != nil && !isSYN:
+		a.endRun(ts, false)
+	}
+}
+
+// runAdd adds an out-of-connection segment to the tuple's run, starting
+// one when there is none or the last ended more than the gap ago.
+func (a *Analyzer) runAdd(ts *tupleState, c *conn, cause string, seg *segment.Segment, note *Note, t int64) {
+	if ts.run != nil && t-ts.run.end > a.gap {
+		a.endRun(ts, false)
+	}
+	if ts.run == nil {
+		ts.run = newRun(c, cause, t)
+	}
+	r := ts.run
+	r.add(seg, note, t)
+	if r.turns >= minTurns {
+		r.qualified = true
+		c.inDuel = true
+	}
+}
+
+// endRun reports the tuple's run as a duel when it has enough turns.
+func (a *Analyzer) endRun(ts *tupleState, ongoing bool) {
+	r := ts.run
+	ts.run = nil
+	if r == nil || !r.qualified {
+		return
+	}
+	t := &a.report.Totals
+	t.Duels++
+	t.DuelSegments += r.segments
+	t.DuelSeconds += secondsOf(r.end - r.start)
+	d := r.duel(ongoing, a.cfg.Run)
+	if d.AfterWorkload != nil && *d.AfterWorkload {
+		t.DuelsAfterWorkload++
+	}
+	if len(a.report.Duels) < a.cfg.MaxDuels {
+		a.report.Duels = append(a.report.Duels, d)
+	} else {
+		a.report.DuelsOmitted++
+	}
+}
+
+// finish reports an incarnation that is over.
+func (a *Analyzer) finish(c *conn) {
+	t := &a.report.Totals
+	kind := c.closeKind()
+	end := c.closed
+	if end == 0 {
+		end = c.last
+	}
+	row := Connection{
+		ID:                 c.id,
+		Orig:               c.orig.Src.String(),
+		Resp:               c.orig.Dst.String(),
+		Start:              time.Unix(0, c.start).UTC(),
+		End:                time.Unix(0, c.last).UTC(),
+		Duration:           secondsOf(end - c.start),
+		Close:              kind,
+		Closer:             c.closer,
+		History:            c.history(),
+		Segments:           [2]int{c.d[0].segs, c.d[1].segs},
+		Bytes:              [2]int{c.d[0].payload, c.d[1].payload},
+		Retransmissions:    c.retrans,
+		SYNRetransmissions: c.synRetrans,
+		FINRetransmissions: c.finRetrans,
+		RSTs:               c.rsts,
+		IgnoredRSTs:        c.ignoredRSTs,
+		TimeWaitReuse:      c.twReuse,
+		Established:        c.synAcked,
+		Failed:             c.failed(),
+	}
+	if c.closed != 0 {
+		row.Closed = time.Unix(0, c.closed).UTC()
+	}
+	row.Clean = kind == CloseFIN && c.d[0].finAcked && c.d[1].finAcked && !c.inDuel
+	if c.inDuel {
+		row.Duels = 1
+	}
+	t.Connections++
+	t.Closes[kind.String()]++
+	if row.Clean {
+		t.CleanCloses++
+	}
+	if row.Failed {
+		t.FailedRequests++
+	}
+	t.Retransmissions += c.retrans
+	t.SYNRetransmissions += c.synRetrans
+	t.FINRetransmissions += c.finRetrans
+	t.IgnoredRSTs += c.ignoredRSTs
+	if c.twReuse {
+		t.TimeWaitReuses++
+	}
+	a.durations.add(end - c.start)
+	switch {
+	case len(a.report.Connections) < a.cfg.MaxConnections:
+		a.report.Connections = append(a.report.Connections, row)
+	case !row.Clean && a.notable < a.cfg.MaxConnections:
+		a.notable++
+		a.report.Connections = append(a.report.Connections, row)
+	default:
+		a.report.ConnectionsOmitted++
+	}
+}
+
+// sweep ends what the time now has made final.
+func (a *Analyzer) sweep(now int64) {
+	for key, ts := range a.tuples {
+		if ts.run != nil && now-ts.run.end > a.gap {
+			a.endRun(ts, false)
+		}
+		if c := ts.cur; c != nil {
+			quiet := now - c.last
+			if (c.closed != 0 && quiet > a.gap) || quiet > a.idle {
+				a.finish(c)
+				ts.cur = nil
+			}
+		}
+		if ts.cur == nil && ts.run == nil {
+			delete(a.tuples, key)
+		}
+	}
+}
+
+// Live returns the number of tuples the analyzer holds state for.
+func (a *Analyzer) Live() int { return len(a.tuples) }
+
+// Finish ends every live incarnation and duel and returns the report.
+// The Analyzer must not be used after.
+func (a *Analyzer) Finish() *Report {
+	keys := make([]tupleKey, 0, len(a.tuples))
+	for k := range a.tuples {
+		keys = append(keys, k)
+	}
+	// Finish in order of first segment, so reports do not depend on map
+	// order.
+	slices.SortFunc(keys, func(x, y tupleKey) int {
+		return cmp.Compare(a.order(a.tuples[x]), a.order(a.tuples[y]))
+	})
+	for _, k := range keys {
+		ts := a.tuples[k]
+		if ts.run != nil {
+			a.endRun(ts, a.last-ts.run.end <= a.gap)
+		}
+		if ts.cur != nil {
+			a.finish(ts.cur)
+		}
+	}
+	a.tuples = nil
+	r := &a.report
+	if a.first != 0 {
+		r.First, r.Last = time.Unix(0, a.first).UTC(), time.Unix(0, a.last).UTC()
+	}
+	r.Totals.ConnTimeP50 = secondsOf(a.durations.quantile(0.50))
+	r.Totals.ConnTimeP99 = secondsOf(a.durations.quantile(0.99))
+	slices.SortStableFunc(r.Connections, func(x, y Connection) int {
+		if c := x.Start.Compare(y.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	slices.SortStableFunc(r.Duels, func(x, y Duel) int {
+		if c := x.Start.Compare(y.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Orig+x.Resp, y.Orig+y.Resp)
+	})
+	for i := range r.Duels {
+		r.Duels[i].ID = i + 1
+	}
+	return r
+}
+
+func (a *Analyzer) order(ts *tupleState) int64 {
+	if ts.cur != nil {
+		return int64(ts.cur.id)
+	}
+	return int64(ts.run.connID)
+}
+
+// Analyze reads the inputs, merges them by time and returns the report.
+// When any input is a capture, the captures supply the segments and the
+// JSON Lines logs only annotate them with verdicts; otherwise the logs
+// supply the segments. See DEFINITIONS.md.
+func Analyze(ctx context.Context, cfg Config, paths []string) (*Report, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("analysis: no input")
+	}
+	formats := make([]Format, len(paths))
+	var captures, logs int
+	for i, p := range paths {
+		f, err := fileFormat(p)
+		if err != nil {
+			return nil, err
+		}
+		formats[i] = f
+		if f == FormatJSONL {
+			logs++
+		} else {
+			captures++
+		}
+	}
+	opt := openOptions{verdictsOnly: captures > 0, countComments: logs == 0}
+	var sources []source
+	defer func() {
+		for _, s := range sources {
+			s.close()
+		}
+	}()
+	for i, p := range paths {
+		s, err := openSource(p, i, formats[i], opt)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, s)
+	}
+	a := NewAnalyzer(cfg)
+	if err := feed(ctx, a, sources); err != nil {
+		return nil, err
+	}
+	r := a.Finish()
+	for _, s := range sources {
+		info := *s.stats()
+		r.Inputs = append(r.Inputs, info)
+		r.Totals.Skipped += info.Skipped
+	}
+	return r, nil
+}
+
+// feed merges the sources by time into a.
+func feed(ctx context.Context, a *Analyzer, sources []source) error {
+	heads := make([]Event, len(sources))
+	live := make([]bool, len(sources))
+	for i, s := range sources {
+		err := s.next(&heads[i])
+		if err == nil {
+			live[i] = true
+		} else if !errors.Is(err, io.EOF) {
+			return err
+		}
+	}
+	for n := 0; ; n++ {
+		if n&0xffff == 0 && ctx.Err() != nil {
+			return fmt.Errorf("analysis: %w", ctx.Err())
+		}
+		best := -1
+		for i := range heads {
+			if live[i] && (best < 0 || heads[i].Time < heads[best].Time) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return nil
+		}
+		a.Add(&heads[best])
+		err := sources[best].next(&heads[best])
+		if err != nil {
+			live[best] = false
+			if !errors.Is(err, io.EOF) {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,385 @@
+package analysis
+
+import (
+	"net/netip"
+
+	"github.com/closeduel/closeduel/segment"
+)
+
+// tupleKey is a 4-tuple in canonical orientation: both directions of a
+// connection share it.
+type tupleKey struct{ a, b netip.AddrPort }
+
+func keyOf(seg *segment.Segment) tupleKey {
+	t, _ := seg.Tuple().Canonical()
+	return tupleKey{t.Src, t.Dst}
+}
+
+// dirState is what one direction of an incarnation has shown.
+type dirState struct {
+	segs     int
+	baseSeq  segment.Seq // seq of the first segment sent (Wireshark's base_seq)
+	synSeen  bool
+	isn      segment.Seq
+	next     segment.Seq // highest seq+len sent so far
+	nextSet  bool
+	nextTime int64 // when next last advanced
+	win      uint32
+	wscale   int8 // from the SYN; -1 when none
+	finSeen  bool
+	finAcked bool
+	finEnd   segment.Seq // seq just after the first FIN
+	payload  int
+}
+
+// histMax is the longest history string; a '+' marks a cut.
+const histMax = 48
+
+// conn is one incarnation of a 4-tuple while it is live.
+type conn struct {
+	id    int
+	orig  segment.Tuple // orig → resp
+	start int64
+	last  int64
+	// closed is when the connection ended for at least one side: the
+	// delivered ACK of the second FIN, or the first valid delivered RST.
+	closed     int64
+	closeByRST bool
+	d          [2]dirState
+
+	hist     [histMax]byte
+	histLen  int
+	lastTok  [4]byte
+	lastTokN int
+
+	retrans, synRetrans, finRetrans, rsts, ignoredRSTs int
+
+	anyFIN, anyRST, finBeforeRST bool
+	closer                       Side
+	synAcked, established        bool
+	conflict, twReuse            bool
+	inDuel                       bool
+
+	// handshake times at the capture point
+	synTime, synAckTime, ackTime int64
+
+	// a valid, delivered RST from side i whose receiver has not yet been
+	// seen reacting
+	rstPending     [2]bool
+	rstPendingTime [2]int64
+
+	// the last SYN the originator sent, for a duel that it turns out to
+	// have started
+	lastSyn     segment.Segment
+	lastSynTime int64
+	lastSynNote Note
+}
+
+// dir returns 0 for a segment from orig to resp, 1 for the reverse.
+func (c *conn) dir(seg *segment.Segment) int {
+	if seg.Src == c.orig.Src && seg.Dst == c.orig.Dst {
+		return 0
+	}
+	return 1
+}
+
+// newConn starts an incarnation with its first segment.
+func newConn(id int, seg *segment.Segment, t int64) *conn {
+	c := &conn{id: id, start: t, last: t}
+	c.d[0].wscale, c.d[1].wscale = -1, -1
+	tu := seg.Tuple()
+	f := seg.Flags
+	switch {
+	case f&(segment.SYN|segment.ACK) == segment.SYN:
+		c.orig = tu
+	case f&(segment.SYN|segment.ACK) == segment.SYN|segment.ACK:
+		c.orig = tu.Reverse()
+	case seg.Src.Port() < seg.Dst.Port():
+		// Mid-stream: take the lower port for the server's.
+		c.orig = tu.Reverse()
+	default:
+		c.orig = tu
+	}
+	return c
+}
+
+// startsNew reports whether a SYN (without ACK) begins a new incarnation
+// rather than retransmitting this one's. As Wireshark 4.0 does, it does
+// when the sender already sent on the tuple and this SYN's sequence
+// number differs from the first one it sent; a SYN with the same number
+// (a retransmission, also after an RST) stays in the incarnation.
+func (c *conn) startsNew(seg *segment.Segment) bool {
+	ds := &c.d[c.dir(seg)]
+	return ds.segs > 0 && seg.Seq != ds.baseSeq
+}
+
+// scaledWin returns the window a segment from ds advertises.
+func (c *conn) scaledWin(di int, raw uint16, syn bool) uint32 {
+	w := uint32(raw)
+	if !syn && c.d[0].wscale >= 0 && c.d[1].wscale >= 0 {
+		w <<= uint(c.d[di].wscale)
+	}
+	return w
+}
+
+// seqCheck applies Wireshark's retransmission test to a segment from ds
+// and advances ds.next. firstRTT is the handshake's round trip (0 when
+// unknown).
+func seqCheck(ds *dirState, seg *segment.Segment, now, firstRTT int64) (retrans bool) {
+	f := seg.Flags
+	seglen := uint32(seg.PayloadLen)
+	end := seg.End()
+	if (seglen > 0 || f.Any(segment.SYN|segment.FIN)) && ds.nextSet {
+		keepAlive := seglen <= 1 && !f.Any(segment.SYN|segment.FIN|segment.RST) && seg.Seq == ds.next-1
+		if !keepAlive && seg.Seq.LessThan(ds.next) {
+			thr := firstRTT
+			if thr == 0 {
+				thr = 3_000_000
+			}
+			outOfOrder := now-ds.nextTime < thr && end != ds.next
+			retrans = !outOfOrder
+		}
+	}
+	if !ds.nextSet || ds.next.LessThan(end) {
+		ds.next, ds.nextSet, ds.nextTime = end, true, now
+	}
+	return retrans
+}
+
+// rstValid reports whether an RST from side di would be accepted: it
+// answers the SYN (ack = ISN+1) or its sequence number lies in the
+// receiver's window from the next expected octet.
+func (c *conn) rstValid(di int, seg *segment.Segment) bool {
+	s, o := &c.d[di], &c.d[1-di]
+	if di == 1 && !c.synAcked && o.synSeen && seg.Flags&segment.ACK != 0 && !s.synSeen {
+		return seg.Ack == o.isn+1
+	}
+	if !s.nextSet {
+		return true
+	}
+	return seg.Seq == s.next || seg.Seq.InWindow(s.next, max(o.win, 1))
+}
+
+// rstGuard is how long after an RST seen at the capture point a segment
+// from its receiver may still have been sent before the RST arrived: the
+// round trip between the capture point and that receiver.
+func (c *conn) rstGuard(receiver int) int64 {
+	if receiver == 1 && c.synAckTime > c.synTime && c.synTime > 0 {
+		return c.synAckTime - c.synTime
+	}
+	if receiver == 0 && c.ackTime > c.synAckTime && c.synAckTime > 0 {
+		return c.ackTime - c.synAckTime
+	}
+	return 0
+}
+
+// token writes the history token of a segment into b and returns its
+// length; DEFINITIONS.md lists the letters.
+func token(b *[4]byte, seg *segment.Segment, di int, retrans, stale bool, note *Note) int {
+	f := seg.Flags
+	n := 0
+	switch {
+	case f&segment.RST != 0:
+		b[n] = 'R'
+	case f.Has(segment.SYN | segment.ACK):
+		b[n] = 'H'
+	case f&segment.SYN != 0:
+		b[n] = 'S'
+	case seg.PayloadLen > 0 && f&segment.FIN != 0:
+		b[n] = 'D'
+		n++
+		b[n] = 'F'
+	case seg.PayloadLen > 0:
+		b[n] = 'D'
+	case f&segment.FIN != 0:
+		b[n] = 'F'
+	case stale:
+		b[n] = 'K'
+	case f&segment.ACK != 0:
+		b[n] = 'A'
+	default:
+		b[n] = 'N'
+	}
+	n++
+	if retrans && n < 4 {
+		b[n] = 'T'
+		n++
+	}
+	if note.Drop && n < 4 {
+		b[n] = 'X'
+		n++
+	} else if note.Kind == NoteInjected && n < 4 {
+		b[n] = 'I'
+		n++
+	}
+	if di == 1 {
+		for i := range n {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return n
+}
+
+// addHistory appends a token unless it repeats the last one.
+func (c *conn) addHistory(tok *[4]byte, n int) {
+	if n == c.lastTokN && *tok == c.lastTok {
+		return
+	}
+	c.lastTok, c.lastTokN = *tok, n
+	if c.histLen < 0 {
+		return // already cut
+	}
+	if c.histLen+n > histMax-1 {
+		c.hist[c.histLen] = '+'
+		c.histLen = -(c.histLen + 1)
+		return
+	}
+	copy(c.hist[c.histLen:], tok[:n])
+	c.histLen += n
+}
+
+func (c *conn) history() string {
+	n := c.histLen
+	if n < 0 {
+		n = -n
+	}
+	return string(c.hist[:n])
+}
+
+// update applies one segment from side di to the incarnation and returns
+// whether it is a retransmission and whether it is a stale ACK.
+func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retrans, stale bool) {
+	s, o := &c.d[di], &c.d[1-di]
+	f := seg.Flags
+	delivered := !note.Drop
+	c.last = now
+	if s.segs == 0 {
+		s.baseSeq = seg.Seq
+	}
+	s.segs++
+	s.payload += seg.PayloadLen
+
+	firstRTT := int64(0)
+	if c.ackTime > 0 && c.synTime > 0 {
+		firstRTT = c.ackTime - c.synTime
+	}
+	retrans = seqCheck(s, seg, now, firstRTT)
+	if retrans {
+		c.retrans++
+		if f&(segment.SYN|segment.ACK) == segment.SYN {
+			c.synRetrans++
+		}
+		if f&segment.FIN != 0 {
+			c.finRetrans++
+		}
+	}
+
+	switch {
+	case f&(segment.SYN|segment.ACK|segment.RST) == segment.SYN:
+		if !s.synSeen {
+			s.synSeen, s.isn = true, seg.Seq
+			if di == 0 {
+				c.synTime = now
+			}
+		}
+		s.wscale = seg.WindowScale
+		if di == 0 {
+			c.lastSyn, c.lastSynTime, c.lastSynNote = *seg, now, *note
+		}
+	case f&(segment.SYN|segment.ACK|segment.RST) == segment.SYN|segment.ACK:
+		s.wscale = seg.WindowScale
+		if o.synSeen && seg.Ack == o.isn+1 {
+			if !s.synSeen || s.isn != seg.Seq || !c.synAcked {
+				s.isn = seg.Seq
+			}
+			s.synSeen = true
+			if delivered && !c.synAcked {
+				c.synAcked = true
+				c.synAckTime = now
+				c.conflict = false
+			}
+		}
+	case f&(segment.ACK|segment.RST|segment.SYN) == segment.ACK:
+		if di == 1 && o.synSeen && !c.synAcked && seg.Ack != o.isn+1 {
+			// The responder answers the SYN with an ACK of another
+			// incarnation: it still holds the tuple.
+			stale = true
+			c.conflict = true
+			c.twReuse = true
+		}
+		if di == 0 && c.synAcked && !c.established && s.synSeen && seg.Ack == o.isn+1 && delivered {
+			c.established = true
+			c.ackTime = now
+		}
+	}
+	s.win = c.scaledWin(di, seg.Window, f&segment.SYN != 0)
+
+	if f&segment.FIN != 0 {
+		c.anyFIN = true
+		if !s.finSeen {
+			s.finSeen = true
+			s.finEnd = seg.End()
+			if c.closer == SideNone {
+				c.closer = Side(di + 1)
+			}
+		}
+	}
+	if f&segment.ACK != 0 && delivered && o.finSeen && !o.finAcked && !seg.Ack.LessThan(o.finEnd) {
+		o.finAcked = true
+		if s.finAcked && c.closed == 0 && !c.conflict {
+			c.closed = now
+		}
+	}
+	if s.finSeen && o.finSeen && s.finAcked && o.finAcked && c.closed == 0 && !c.conflict {
+		c.closed = now
+	}
+
+	// An earlier valid RST from the other side that this side keeps
+	// sending after was ignored.
+	if c.rstPending[1-di] && now-c.rstPendingTime[1-di] > c.rstGuard(di) {
+		c.ignoredRSTs++
+		c.rstPending[1-di] = false
+	}
+	if f&segment.RST != 0 {
+		c.rsts++
+		if !c.anyRST {
+			c.finBeforeRST = c.anyFIN
+		}
+		c.anyRST = true
+		if c.closer == SideNone {
+			c.closer = Side(di + 1)
+		}
+		if delivered && !c.conflict && c.rstValid(di, seg) {
+			c.rstPending[di], c.rstPendingTime[di] = true, now
+			if c.closed == 0 {
+				c.closed, c.closeByRST = now, true
+			}
+		}
+	}
+	return retrans, stale
+}
+
+// closeKind says how the incarnation ended.
+func (c *conn) closeKind() CloseKind {
+	switch {
+	case c.anyRST && c.finBeforeRST:
+		return CloseFINRST
+	case c.anyRST:
+		return CloseRST
+	case c.d[0].finSeen && c.d[1].finSeen:
+		return CloseFIN
+	case c.anyFIN:
+		return CloseHalfOpen
+	}
+	return CloseUnfinished
+}
+
+// failed reports a request that did not get through: the SYN was never
+// answered by its SYN+ACK, or the connection was reset after the
+// originator sent data and before the responder sent any.
+func (c *conn) failed() bool {
+	if c.d[0].synSeen && !c.synAcked {
+		return true
+	}
+	return c.anyRST && c.d[0].payload > 0 && c.d[1].payload == 0
+}

@@ -1,0 +1,110 @@
+package analysis
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// RunInfo is what the analysis knows about the lab run the inputs come
+// from: read from the run directory's run.yaml.
+type RunInfo struct {
+	// Dir is the run directory.
+	Dir string `json:"dir,omitempty"`
+	// Experiment is the run.yaml "experiment" key, when present.
+	Experiment string `json:"experiment,omitempty"`
+	// WorkloadStart and WorkloadEnd are when the client workload ran
+	// (zero when run.yaml does not say).
+	WorkloadStart time.Time `json:"workload_start,omitzero"`
+	WorkloadEnd   time.Time `json:"workload_end,omitzero"`
+}
+
+// RunFile is the metadata file a lab run leaves in its directory.
+const RunFile = "run.yaml"
+
+// ReadRun reads dir/run.yaml. It reads the keys workload_start and
+// workload_end (RFC 3339 text or integer ns since the Unix epoch) and
+// experiment, and ignores every other key.
+func ReadRun(dir string) (*RunInfo, error) {
+	path := filepath.Join(dir, RunFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("analysis: run metadata: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("analysis: %s: %w", path, err)
+	}
+	ri := &RunInfo{Dir: dir}
+	if e, ok := raw["experiment"].(string); ok {
+		ri.Experiment = e
+	}
+	for key, dst := range map[string]*time.Time{"workload_start": &ri.WorkloadStart, "workload_end": &ri.WorkloadEnd} {
+		v, ok := raw[key]
+		if !ok || v == nil {
+			continue
+		}
+		t, err := parseRunTime(v)
+		if err != nil {
+			return nil, fmt.Errorf("analysis: %s: %s: %w", path, key, err)
+		}
+		*dst = t
+	}
+	return ri, nil
+}
+
+func parseRunTime(v any) (time.Time, error) {
+	switch x := v.(type) {
+	case time.Time: // yaml.v3 decodes unquoted timestamps itself
+		return x, nil
+	case int:
+		return time.Unix(0, int64(x)), nil
+	case int64:
+		return time.Unix(0, x), nil
+	case uint64:
+		return time.Unix(0, int64(x)), nil
+	case float64:
+		return time.Unix(0, int64(x)), nil
+	case string:
+		if n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64); err == nil {
+			return time.Unix(0, n), nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(x))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor integer ns", x)
+		}
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("unexpected value %v", v)
+}
+
+// RunInputs lists the inputs a run directory holds: its *.pcap, *.pcapng
+// and *.jsonl files, sorted by name.
+func RunInputs(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("analysis: run directory: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		switch filepath.Ext(e.Name()) {
+		case ".pcap", ".pcapng", ".jsonl":
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil, errors.New("analysis: " + dir + ": no .pcap, .pcapng or .jsonl file in the run directory")
+	}
+	return out, nil
+}
