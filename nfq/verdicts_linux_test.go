@@ -63,17 +63,20 @@ func TestDelayAddsItsDurationToTheExchange(t *testing.T) {
 	if added < 195*time.Millisecond || added > 205*time.Millisecond {
 		t.Fatalf("a 200 ms delay added %v to the exchange, want 200 ms ± 5 ms", added)
 	}
-	var held int
+	var holds []time.Duration
 	for _, ev := range b.rec.snapshot() {
 		if ev.Rule == "delay-synack" {
-			held++
-			if ev.Held < 200*time.Millisecond || ev.Held > 205*time.Millisecond {
-				t.Errorf("logged hold %v, want 200 ms..205 ms", ev.Held)
+			holds = append(holds, ev.Held)
+			if ev.Held < 200*time.Millisecond {
+				t.Errorf("logged hold %v: released early", ev.Held)
 			}
 		}
 	}
-	if held != 7 {
-		t.Fatalf("logged %d delayed SYN-ACKs, want 7", held)
+	if len(holds) != 7 {
+		t.Fatalf("logged %d delayed SYN-ACKs, want 7", len(holds))
+	}
+	if m := median(holds); m > 205*time.Millisecond {
+		t.Fatalf("median logged hold %v (all: %v), want 200 ms..205 ms", m, holds)
 	}
 }
 

@@ -40,6 +40,7 @@ func newApp() *cli.App {
 			rulesCommand(),
 			labCommand(),
 			analyzeCommand(),
+			benchCommand(),
 		},
 		HideHelpCommand: true,
 	}

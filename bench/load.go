@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Workload names one kind of load.
+type Workload string
+
+// The workloads.
+const (
+	// RequestResponse: one connection, one-byte request and one-byte
+	// answer back to back (netperf's TCP_RR); the figure is transactions/s.
+	RequestResponse Workload = "rr"
+	// Churn: a new connection per one-byte request, the server answers and
+	// closes first (the HEAD workload at full speed); connections/s.
+	Churn Workload = "churn"
+	// Bulk: one connection streaming 64 KiB writes; Mbit/s.
+	Bulk Workload = "bulk"
+)
+
+// Unit returns the unit of the workload's figure.
+func (w Workload) Unit() string {
+	switch w {
+	case RequestResponse:
+		return "trans/s"
+	case Churn:
+		return "conn/s"
+	case Bulk:
+		return "Mbit/s"
+	}
+	return "?"
+}
+
+// servers holds the device-side listeners of every workload.
+type servers struct {
+	lns []net.Listener
+	wg  sync.WaitGroup
+}
+
+const (
+	portRR    = 5001
+	portChurn = 5002
+	portBulk  = 5003
+)
+
+// Serve answers every workload on addr (in the current namespace) until
+// ctx is done.
+func Serve(ctx context.Context, addr string) error {
+	s := &servers{}
+	for _, p := range []int{portRR, portChurn, portBulk} {
+		ln, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", addr, p))
+		if err != nil {
+			s.close()
+			return fmt.Errorf("bench: listen on %d: %w", p, err)
+		}
+		s.lns = append(s.lns, ln)
+		s.wg.Add(1)
+		go s.serve(ln, p)
+	}
+	<-ctx.Done()
+	s.close()
+	return nil
+}
+
+func (s *servers) serve(ln net.Listener, port int) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func(c net.Conn) {
+			defer c.Close()
+			buf := make([]byte, 64<<10)
+			switch port {
+			case portRR:
+				for {
+					if _, err := io.ReadFull(c, buf[:1]); err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:1]); err != nil {
+						return
+					}
+				}
+			case portChurn:
+				if _, err := io.ReadFull(c, buf[:1]); err == nil {
+					c.Write(buf[:1])
+				}
+			case portBulk:
+				io.CopyBuffer(io.Discard, c, buf)
+			}
+		}(c)
+	}
+}
+
+func (s *servers) close() {
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.wg.Wait()
+}
+
+func dial(addr string, port int) (net.Conn, error) {
+	return net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", addr, port), 2*time.Second)
+}
+
+// Load drives one workload against addr (from the current namespace) for
+// d and returns its figure in the workload's unit.
+func Load(ctx context.Context, w Workload, addr string, d time.Duration) (float64, error) {
+	deadline := time.Now().Add(d)
+	switch w {
+	case RequestResponse:
+		c, err := dial(addr, portRR)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		c.SetDeadline(deadline.Add(2 * time.Second))
+		b := []byte{'x'}
+		n := 0
+		start := time.Now()
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if _, err := c.Write(b); err != nil {
+				return 0, err
+			}
+			if _, err := io.ReadFull(c, b); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		return float64(n) / time.Since(start).Seconds(), nil
+	case Churn:
+		n := 0
+		start := time.Now()
+		b := []byte{'x'}
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			c, err := dial(addr, portChurn)
+			if err != nil {
+				return 0, err
+			}
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write(b); err != nil {
+				c.Close()
+				return 0, err
+			}
+			if _, err := io.ReadFull(c, b); err != nil {
+				c.Close()
+				return 0, err
+			}
+			c.Close()
+			n++
+		}
+		return float64(n) / time.Since(start).Seconds(), nil
+	case Bulk:
+		c, err := dial(addr, portBulk)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		c.SetDeadline(deadline.Add(2 * time.Second))
+		buf := make([]byte, 64<<10)
+		var sent atomic.Int64
+		start := time.Now()
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			n, err := c.Write(buf)
+			sent.Add(int64(n))
+			if err != nil {
+				return 0, err
+			}
+		}
+		return float64(sent.Load()*8) / time.Since(start).Seconds() / 1e6, nil
+	}
+	return 0, errors.New("bench: unknown workload " + string(w))
+}
