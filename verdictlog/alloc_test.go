@@ -1,0 +1,140 @@
+package verdictlog
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// TestRecordAllocs checks that Record allocates nothing, both when it
+// queues the event and when the ring is full and it counts a loss. The
+// writer goroutine is held meanwhile: AllocsPerRun counts every
+// goroutine's allocations, and the writer's are not Record's.
+func TestRecordAllocs(t *testing.T) {
+	const runs = 1000
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{name: "json and pcapng", cfg: Config{JSONPath: "v.jsonl", PcapPath: "v.pcapng"}},
+		{name: "json only", cfg: Config{JSONPath: "v.jsonl"}},
+		{name: "pcapng only", cfg: Config{PcapPath: "v.pcapng"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := tc.cfg
+			if cfg.JSONPath != "" {
+				cfg.JSONPath = filepath.Join(dir, cfg.JSONPath)
+			}
+			if cfg.PcapPath != "" {
+				cfg.PcapPath = filepath.Join(dir, cfg.PcapPath)
+			}
+			cfg.Buffer = runs + 1 // AllocsPerRun calls once more to warm up
+			w, err := Open(cfg, withWriterGate(make(chan struct{})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			fs := fixtures(t)
+			ev := fs[2].ev // a rewritten segment with payload: every field set
+			if got := testing.AllocsPerRun(runs, func() { w.Record(&ev) }); got != 0 {
+				t.Errorf("Record queueing an event: %v allocations, want 0", got)
+			}
+			if got := testing.AllocsPerRun(runs, func() { w.Record(&ev) }); got != 0 {
+				t.Errorf("Record with the ring full: %v allocations, want 0", got)
+			}
+			if st := w.Stats(); st.Lost != runs+1 || st.Recorded != 2*(runs+1) {
+				t.Errorf("Stats %+v, want %d lost of %d", st, runs+1, 2*(runs+1))
+			}
+		})
+	}
+}
+
+// BenchmarkRecord measures Record with the writer goroutine running and
+// writing real files. -benchmem counts the writer's allocations too (the
+// runtime's counters are process-wide): 0 allocs/op for the JSON log; the
+// pcapng's allocs/op are gopacket's NgWriter's, on the writer goroutine.
+// The lost/op metric says how many events found the ring full.
+func BenchmarkRecord(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{name: "json", cfg: Config{JSONPath: "v.jsonl"}},
+		{name: "pcapng", cfg: Config{PcapPath: "v.pcapng"}},
+		{name: "json+pcapng", cfg: Config{JSONPath: "v.jsonl", PcapPath: "v.pcapng"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			cfg := tc.cfg
+			if cfg.JSONPath != "" {
+				cfg.JSONPath = filepath.Join(dir, cfg.JSONPath)
+			}
+			if cfg.PcapPath != "" {
+				cfg.PcapPath = filepath.Join(dir, cfg.PcapPath)
+			}
+			w, err := Open(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev := fixtures(b)[2].ev
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				w.Record(&ev)
+			}
+			b.StopTimer()
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			st := w.Stats()
+			b.ReportMetric(float64(st.Lost)/float64(b.N), "lost/op")
+		})
+	}
+}
+
+// BenchmarkWriter measures the writer goroutine's work per event: the
+// benchmark holds the goroutine and runs its drain itself after each
+// Record, so ns/op and allocs/op are one event queued, encoded and written
+// (through the file buffers) to disk.
+func BenchmarkWriter(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{name: "json", cfg: Config{JSONPath: "v.jsonl"}},
+		{name: "pcapng", cfg: Config{PcapPath: "v.pcapng"}},
+		{name: "json+pcapng", cfg: Config{JSONPath: "v.jsonl", PcapPath: "v.pcapng"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			cfg := tc.cfg
+			if cfg.JSONPath != "" {
+				cfg.JSONPath = filepath.Join(dir, cfg.JSONPath)
+			}
+			if cfg.PcapPath != "" {
+				cfg.PcapPath = filepath.Join(dir, cfg.PcapPath)
+			}
+			cfg.Buffer = 16
+			// The held writer goroutine touches nothing until Close, so
+			// the benchmark may drive its drain.
+			w, err := Open(cfg, withWriterGate(make(chan struct{})))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev := fixtures(b)[2].ev
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				w.Record(&ev)
+				w.drain()
+			}
+			b.StopTimer()
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if st := w.Stats(); st.Written != uint64(b.N) {
+				b.Fatalf("Stats %+v, want %d written", st, b.N)
+			}
+		})
+	}
+}

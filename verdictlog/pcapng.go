@@ -1,0 +1,171 @@
+package verdictlog
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/closeduel/closeduel/nfq"
+)
+
+// InterfaceName is the name of the one interface in every capture.
+const InterfaceName = "closeduel"
+
+// pcapOut writes event records as pcapng enhanced packet blocks through
+// gopacket's NgWriter. NgWriter allocates for every packet (it builds an
+// option slice and boxes each option value), so this runs on the writer
+// goroutine only, never on the packet path.
+type pcapOut struct {
+	buf      *bufio.Writer // below the NgWriter's own small buffer
+	ng       *pcapgo.NgWriter
+	comment  []byte    // reused comment buffer
+	comments [1]string // reused NgPacketOptions.Comments backing array
+	start    time.Time
+}
+
+// newPcapOut writes the section header and the interface description
+// block to w and flushes them.
+func newPcapOut(w io.Writer, snapLen int, version string, start time.Time) (*pcapOut, error) {
+	p := &pcapOut{buf: bufio.NewWriterSize(w, outBufSize), comment: make([]byte, 0, 256), start: start}
+	intf := pcapgo.NgInterface{
+		Name:                InterfaceName,
+		Description:         "packets as the closeduel NFQUEUE middlebox let them go (or dropped them)",
+		OS:                  runtime.GOOS,
+		LinkType:            layers.LinkTypeRaw,
+		SnapLength:          uint32(snapLen),
+		TimestampResolution: 9,
+	}
+	info := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+		Application: userAppl(version),
+		Hardware:    runtime.GOARCH,
+		OS:          runtime.GOOS,
+	}}
+	ng, err := pcapgo.NewNgWriterInterface(p.buf, intf, info)
+	if err != nil {
+		return nil, fmt.Errorf("pcapng header: %w", err)
+	}
+	p.ng = ng
+	if err := p.flush(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// userAppl is the section header's shb_userappl: "closeduel <version>".
+func userAppl(version string) string {
+	if version == "" {
+		return "closeduel"
+	}
+	return "closeduel " + version
+}
+
+// write writes one frame; drops, when non-zero, is the number of events
+// lost just before it and goes into the frame's epb_dropcount.
+func (p *pcapOut) write(r *record, drops uint64) error {
+	p.comment = appendComment(p.comment[:0], r)
+	p.comments[0] = string(p.comment)
+	opts := pcapgo.NgPacketOptions{Comments: p.comments[:]}
+	if drops > 0 {
+		opts.DropCount = &drops
+	}
+	ci := gopacket.CaptureInfo{
+		Timestamp:     time.Unix(0, r.left),
+		CaptureLength: len(r.data),
+		Length:        r.origLen,
+	}
+	return p.ng.WritePacketWithOptions(ci, r.data, opts)
+}
+
+// finish writes an interface statistics block: received is every event
+// offered, dropped the events lost for want of a slot.
+func (p *pcapOut) finish(end time.Time, received, dropped uint64) error {
+	return p.ng.WriteInterfaceStats(0, pcapgo.NgInterfaceStatistics{
+		LastUpdate:      end,
+		StartTime:       p.start,
+		EndTime:         end,
+		PacketsReceived: received,
+		PacketsDropped:  dropped,
+	})
+}
+
+func (p *pcapOut) flush() error {
+	if err := p.ng.Flush(); err != nil {
+		return err
+	}
+	return p.buf.Flush()
+}
+
+// appendComment appends the frame comment of r, e.g.
+// "closeduel verdict=accept action=pass rule=- conn=12 dir=client>device held=0s".
+func appendComment(b []byte, r *record) []byte {
+	b = append(b, "closeduel "...)
+	switch r.kind {
+	case nfq.EventVerdict:
+		b = append(b, "verdict="...)
+		b = append(b, r.verdict.String()...)
+		b = append(b, " action="...)
+		if r.action == "" {
+			b = append(b, "pass"...)
+		} else {
+			b = appendWord(b, r.action)
+		}
+	case nfq.EventDuplicate:
+		b = append(b, "duplicate action=duplicate"...)
+	case nfq.EventInjected:
+		b = append(b, "injected action=inject"...)
+	default:
+		b = append(b, r.kind.String()...)
+	}
+	b = append(b, " rule="...)
+	b = appendWord(b, r.rule)
+	b = append(b, " conn="...)
+	b = strconv.AppendUint(b, r.conn, 10)
+	b = append(b, " dir="...)
+	b = appendWord(b, r.dir)
+	if r.kind == nfq.EventVerdict {
+		b = append(b, " held="...)
+		b = append(b, r.held().Round(time.Microsecond).String()...)
+		if r.rewrote != "" {
+			b = append(b, " rewrote="...)
+			b = appendWord(b, r.rewrote)
+		}
+	}
+	return b
+}
+
+// appendWord appends s as one word of a comment: "-" when empty, every
+// space or control character replaced by '_' so words stay split on spaces
+// and the comment stays on one line, and invalid UTF-8 replaced by U+FFFD
+// (pcapng comments are UTF-8).
+func appendWord(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c <= ' ' || c == 0x7f {
+				c = '_'
+			}
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return b
+}
