@@ -1,16 +1,251 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/closeduel/closeduel/analysis"
+	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/lab"
+	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/verdictlog"
 )
 
-// labCommand is a placeholder until the command is built.
+// labCommand is `closeduel lab`: one experiment on the built-in bench.
 func labCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "lab",
-		Usage:  "run an experiment on the built-in lab bench",
-		Action: func(*cli.Context) error { return errors.New("lab: not built yet") },
+		Name:  "lab",
+		Usage: "run an experiment on the built-in lab bench (client, bridge, lwIP device)",
+		Description: `Builds the bench in fresh network namespaces (client 192.168.100.1, bridge br0 with
+closeduel inline, device 192.168.100.99: Debian's lwIP on a tap, or --device linux),
+runs the original workload (one HTTP HEAD per new connection on --schedule), keeps
+watching for --quiet after the client stopped, prints the report, and leaves
+runs/<time>-<experiment>/ with run.yaml, report.txt, capture.pcapng, verdicts.jsonl,
+device.log and workload.log. The bench is always removed. lab/README.md documents it.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "device", Value: "lwip", Usage: "lwip (Debian's lwIP on a tap) or linux (the control group)"},
+			&cli.StringFlag{Name: "rules", Usage: "rule file the inline engine runs (default: observe only)"},
+			&cli.BoolFlag{Name: "no-inline", Usage: "run the bench without the inline engine (capture only)"},
+			&cli.StringFlag{Name: "experiment", Usage: "name of the run directory (default: the rule file's name, else observe)"},
+			&cli.StringFlag{Name: "runs", Value: lab.DefaultRunsDir, Usage: "where run directories go"},
+			&cli.StringFlag{Name: "schedule", Value: lab.DefaultSchedule, Usage: "gaps between request starts: a list like 10x1s,40x200ms"},
+			&cli.DurationFlag{Name: "quiet", Value: lab.DefaultQuiet, Usage: "how long to keep watching after the client stopped"},
+			&cli.StringFlag{Name: "close", Value: "close", Usage: "device close: close (FIN once the response is acked), wait (for the client's FIN), abort (RST)"},
+			&cli.IntFlag{Name: "size", Value: lab.DefaultSize, Usage: "response body octets"},
+			&cli.IntFlag{Name: "pool", Value: lab.DefaultPool, Usage: "lwIP pcbs (active + TIME_WAIT) as the ESP8266's MEMP_NUM_TCP_PCB; 0: no limit"},
+			&cli.DurationFlag{Name: "time-wait", Usage: "lwIP TIME_WAIT length (default lwIP's 2*TCP_MSL = 120s)"},
+			&cli.StringFlag{Name: "ports", Usage: "client local port range LOW-HIGH, e.g. 40000-40001 to force 4-tuple reuse"},
+			&cli.IntFlag{Name: "concurrency", Value: 1, Usage: "requests in flight at most"},
+			&cli.BoolFlag{Name: "linger0", Usage: "client sets SO_LINGER 0 (its close sends RST)"},
+			&cli.DurationFlag{Name: "timeout", Value: lab.DefaultTimeout, Usage: "per-request timeout; 0: the kernel's SYN retries decide"},
+			&cli.StringFlag{Name: "rfc1337", Usage: "client net.ipv4.tcp_rfc1337 (0 or 1; default: the kernel's)"},
+			&cli.StringFlag{Name: "tw-reuse", Usage: "client net.ipv4.tcp_tw_reuse (0, 1 or 2)"},
+			&cli.StringFlag{Name: "timestamps", Usage: "client net.ipv4.tcp_timestamps (0, 1 or 2)"},
+			&cli.StringFlag{Name: "fin-timeout", Usage: "client net.ipv4.tcp_fin_timeout in seconds"},
+			&cli.StringSliceFlag{Name: "sysctl", Usage: "other client sysctl KEY=VALUE (repeat)"},
+			&cli.Int64Flag{Name: "seed", Usage: "seed recorded in run.yaml and given to the rules (default: from the clock)"},
+			&cli.StringFlag{Name: "name", Usage: "namespace name part (default l<pid>; namespaces are cd-<name>-client, ...)"},
+			&cli.BoolFlag{Name: "lab-summary", Usage: "print the lab's own summary instead of the analysis report"},
+		},
+		Action: labAction,
+		Subcommands: []*cli.Command{
+			labHelper(lab.HelperClient, "run the workload (inside the client namespace)"),
+			labHelper(lab.HelperLinuxDevice, "serve as the Linux device (inside the device namespace)"),
+		},
 	}
+}
+
+// labHelper is a hidden subcommand the lab starts inside its namespaces.
+func labHelper(name, usage string) *cli.Command {
+	return &cli.Command{
+		Name: name, Hidden: true, Usage: usage,
+		Flags: []cli.Flag{&cli.StringFlag{Name: "config", Required: true, Usage: "JSON config"}},
+		Action: func(c *cli.Context) error {
+			return lab.RunHelper(c.Context, name, c.String("config"), c.App.Writer)
+		},
+	}
+}
+
+func labAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("lab: unexpected argument %q (flags only; see closeduel lab --help)", c.Args().First())}
+	}
+	cfg := lab.Config{
+		Experiment: c.String("experiment"), RunsDir: c.String("runs"), Command: os.Args, Version: version,
+		Seed: c.Int64("seed"), Size: c.Int("size"), TimeWait: c.Duration("time-wait"), Quiet: c.Duration("quiet"),
+		Concurrency: c.Int("concurrency"), Linger0: c.Bool("linger0"), PortRange: c.String("ports"),
+		Rules: c.String("rules"), Name: c.String("name"), Sysctls: map[string]string{},
+	}
+	var err error
+	bad := func(err error) error { return &exitError{code: 2, err: err} }
+	if cfg.Device, err = lab.ParseDeviceKind(c.String("device")); err != nil {
+		return bad(err)
+	}
+	if cfg.Close, err = lab.ParseCloseMode(c.String("close")); err != nil {
+		return bad(err)
+	}
+	if cfg.Schedule, err = lab.ParseSchedule(c.String("schedule")); err != nil {
+		return bad(err)
+	}
+	cfg.Pool = c.Int("pool")
+	if cfg.Pool == 0 {
+		cfg.Pool = -1 // no limit
+	}
+	cfg.Timeout = c.Duration("timeout")
+	if cfg.Timeout == 0 {
+		cfg.Timeout = -1 // the kernel decides
+	}
+	if cfg.Quiet == 0 {
+		cfg.Quiet = -1
+	}
+	for flag, key := range map[string]string{"rfc1337": "net.ipv4.tcp_rfc1337", "tw-reuse": "net.ipv4.tcp_tw_reuse",
+		"timestamps": "net.ipv4.tcp_timestamps", "fin-timeout": "net.ipv4.tcp_fin_timeout"} {
+		if c.IsSet(flag) {
+			cfg.Sysctls[key] = c.String(flag)
+		}
+	}
+	for _, kv := range c.StringSlice("sysctl") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return bad(fmt.Errorf("lab: --sysctl %q: want KEY=VALUE", kv))
+		}
+		cfg.Sysctls[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	if cfg.Experiment == "" && cfg.Rules != "" {
+		cfg.Experiment = strings.TrimSuffix(filepath.Base(cfg.Rules), filepath.Ext(cfg.Rules))
+	}
+	if cfg.Experiment == "" && cfg.Device == lab.DeviceLinux {
+		cfg.Experiment = lab.DefaultExperiment + "-linux"
+	}
+	if !c.Bool("no-inline") {
+		cfg.Inline = &engineInline{rules: cfg.Rules, queue: 7}
+	}
+	if !c.Bool("lab-summary") {
+		cfg.Report = analysisReport(c.Context)
+	}
+	out := c.App.Writer
+	if out == nil {
+		out = os.Stdout
+	}
+	cfg.Out = out
+	cfg.Progress = os.Stderr
+	cfg.Live = isTerminal(os.Stderr)
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("lab: the bench needs root (network namespaces, taps, NFQUEUE): run it with sudo")
+	}
+	res, err := lab.Run(c.Context, cfg)
+	if res != nil {
+		fmt.Fprintf(out, "run directory: %s\n", res.Dir)
+	}
+	return err
+}
+
+// analysisReport writes the analysis report of the run directory followed
+// by the lab's own summary; when the analysis fails it says why and writes
+// the summary alone.
+func analysisReport(ctx context.Context) func(io.Writer, *lab.Result) error {
+	return func(w io.Writer, r *lab.Result) error {
+		acfg := analysis.Config{}
+		run, err := analysis.ReadRun(r.Dir)
+		if err == nil {
+			acfg.Run = run
+			var paths []string
+			if paths, err = analysis.RunInputs(r.Dir); err == nil {
+				var rep *analysis.Report
+				if rep, err = analysis.Analyze(ctx, acfg, paths); err == nil {
+					err = analysis.WriteText(w, rep, analysis.TextOptions{})
+				}
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(w, "analysis failed (%v); the lab's summary follows\n", err)
+		}
+		fmt.Fprintln(w, "\nlab summary")
+		return lab.WriteSummaryReport(w, r)
+	}
+}
+
+// engineInline puts closeduel's engine on the lab's bridge: the verdict log,
+// the NFQUEUE engine with the rule file's decider, and the iptables hook.
+type engineInline struct {
+	rules  string
+	queue  uint16
+	vlog   *verdictlog.Writer
+	engine *nfq.Engine
+	hook   *bridgehook.Hook
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start implements lab.Inline.
+func (e *engineInline) Start(ctx context.Context, env lab.InlineEnv) (err error) {
+	decider, info, err := loadDecider(e.rules)
+	if err != nil {
+		return err
+	}
+	e.vlog, err = verdictlog.Open(verdictlog.Config{
+		JSONPath: filepath.Join(env.Dir, lab.FileVerdicts), PcapPath: filepath.Join(env.Dir, lab.FileCapture),
+		SnapLen: verdictlog.DefaultSnapLen, Buffer: 16384, Version: version,
+	})
+	if err != nil {
+		return err
+	}
+	if e.rules != "" {
+		e.vlog.RulesLoaded(time.Now(), e.rules, info.sha256, info.experiment)
+	}
+	e.engine, err = nfq.Open(nfq.Config{Queue: e.queue, NetNS: env.NetNS, Decider: decider, Recorder: e.vlog})
+	if err != nil {
+		return errors.Join(err, e.vlog.Close())
+	}
+	hosts := []netip.Prefix{netip.PrefixFrom(env.Client, 32), netip.PrefixFrom(env.Device, 32)}
+	e.hook, err = bridgehook.Install(ctx, bridgehook.Config{NetNS: env.NetNS, Queue: e.queue, Bridge: env.Bridge, Hosts: hosts})
+	if err != nil {
+		return errors.Join(err, e.engine.Close(), e.vlog.Close())
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- e.engine.Run(runCtx) }()
+	return nil
+}
+
+// Counts implements lab.Inline.
+func (e *engineInline) Counts() (uint64, map[string]uint64) {
+	if e.engine == nil {
+		return 0, nil
+	}
+	s := e.engine.Stats()
+	return s.Packets, s.ByAction
+}
+
+// Stop implements lab.Inline: the hook goes first so nothing new is
+// queued, then the engine releases what it holds and the log is flushed.
+func (e *engineInline) Stop() error {
+	if e.engine == nil {
+		return nil
+	}
+	errs := []error{e.hook.Remove()}
+	e.cancel()
+	if err := <-e.done; err != nil {
+		errs = append(errs, fmt.Errorf("lab: engine: %w", err))
+	}
+	stats := e.engine.Stats()
+	errs = append(errs, e.engine.Close())
+	e.vlog.Summary(summaryFields(stats))
+	errs = append(errs, e.vlog.Close())
+	return errors.Join(errs...)
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -1,0 +1,102 @@
+package lab
+
+import "fmt"
+
+// DeviceKind says which TCP stack plays the device.
+type DeviceKind uint8
+
+// Device kinds.
+const (
+	// DeviceLwIP is Debian's lwIP driven by the embedded device program
+	// on a tap port of the bridge.
+	DeviceLwIP DeviceKind = iota
+	// DeviceLinux is a Linux stack in its own namespace: the control group.
+	DeviceLinux
+)
+
+// String returns "lwip" or "linux".
+func (k DeviceKind) String() string {
+	switch k {
+	case DeviceLwIP:
+		return "lwip"
+	case DeviceLinux:
+		return "linux"
+	}
+	return fmt.Sprintf("device(%d)", uint8(k))
+}
+
+// ParseDeviceKind parses "lwip" or "linux".
+func ParseDeviceKind(s string) (DeviceKind, error) {
+	for _, k := range []DeviceKind{DeviceLwIP, DeviceLinux} {
+		if s == k.String() {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("lab: unknown device %q (want lwip or linux)", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (k DeviceKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (k *DeviceKind) UnmarshalText(b []byte) (err error) {
+	*k, err = ParseDeviceKind(string(b))
+	return err
+}
+
+// CloseMode says how the device ends a connection once it has answered.
+type CloseMode uint8
+
+// Close modes.
+const (
+	// CloseAfterSend closes (FIN) as soon as the response is acknowledged,
+	// from lwIP's sent callback, as NodeMCU's net server does: the server
+	// closes first.
+	CloseAfterSend CloseMode = iota
+	// CloseWaitClient waits for the client's FIN and closes then.
+	CloseWaitClient
+	// CloseAbort aborts (RST) instead of closing once the response is
+	// acknowledged.
+	CloseAbort
+)
+
+// String returns "close", "wait" or "abort" (the device program's words).
+func (m CloseMode) String() string {
+	switch m {
+	case CloseAfterSend:
+		return "close"
+	case CloseWaitClient:
+		return "wait"
+	case CloseAbort:
+		return "abort"
+	}
+	return fmt.Sprintf("close(%d)", uint8(m))
+}
+
+// ParseCloseMode parses "close", "wait" or "abort".
+func ParseCloseMode(s string) (CloseMode, error) {
+	for _, m := range []CloseMode{CloseAfterSend, CloseWaitClient, CloseAbort} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("lab: unknown close mode %q (want close, wait or abort)", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (m CloseMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *CloseMode) UnmarshalText(b []byte) (err error) {
+	*m, err = ParseCloseMode(string(b))
+	return err
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Schedule) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Schedule) UnmarshalText(b []byte) (err error) {
+	*s, err = ParseSchedule(string(b))
+	return err
+}

@@ -1,0 +1,197 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Files a run directory holds.
+const (
+	FileRecord   = "run.yaml"       // every setting, versions, seed, results
+	FileReport   = "report.txt"     // the report printed at the end
+	FileWorkload = "workload.log"   // the client's ClientEvents (JSON Lines)
+	FileDevice   = "device.log"     // the device's DeviceEvents (JSON Lines)
+	FileVerdicts = "verdicts.jsonl" // the middlebox's verdict log (written by the Inline)
+	// FileCapture is the capture the report is built from: the
+	// middlebox's, with each verdict as a packet comment, when an Inline
+	// runs; the lab's own capture of the bridge otherwise.
+	FileCapture = "capture.pcapng"
+	// FileWire is the lab's own capture of the bridge when an Inline
+	// writes FileCapture: every frame as the hosts sent it, before any
+	// verdict. It sits in a subdirectory so that analysing the run
+	// directory does not count each segment twice.
+	FileWire = "wire/bridge.pcapng"
+)
+
+// Result is what a run produced.
+type Result struct {
+	// Dir is the run directory.
+	Dir string
+	// Record is what run.yaml holds.
+	Record Record
+	// Summary tallies the bridge capture.
+	Summary *Summary
+	// DeviceStatus is the device's last status line.
+	DeviceStatus DeviceEvent
+}
+
+// Record is the content of run.yaml: enough to repeat the run and compare.
+type Record struct {
+	Experiment string    `yaml:"experiment"`
+	Command    []string  `yaml:"command,flow"`
+	Started    time.Time `yaml:"started"`
+	Finished   time.Time `yaml:"finished"`
+	// WorkloadStart and WorkloadEnd are when the client issued its first
+	// and its last request (the end of its schedule: the client stopped).
+	WorkloadStart time.Time `yaml:"workload_start"`
+	WorkloadEnd   time.Time `yaml:"workload_end"`
+	Seed          int64     `yaml:"seed"`
+	Versions      Versions  `yaml:"versions"`
+	Topology      struct {
+		Name       string   `yaml:"name"`
+		Namespaces []string `yaml:"namespaces,flow"`
+		ClientAddr string   `yaml:"client_addr"`
+		DeviceAddr string   `yaml:"device_addr"`
+		PinnedCPU  string   `yaml:"pinned_cpu"`
+	} `yaml:"topology"`
+	Device struct {
+		Kind     DeviceKind `yaml:"kind"`
+		Close    CloseMode  `yaml:"close"`
+		Size     int        `yaml:"size"`
+		Pool     int        `yaml:"pool"`
+		TimeWait string     `yaml:"time_wait"`
+		Port     int        `yaml:"port"`
+	} `yaml:"device"`
+	Workload struct {
+		Schedule    Schedule          `yaml:"schedule"`
+		Requests    int               `yaml:"requests"`
+		Concurrency int               `yaml:"concurrency"`
+		Linger0     bool              `yaml:"linger0"`
+		Timeout     string            `yaml:"timeout"`
+		Quiet       string            `yaml:"quiet"`
+		PortRange   string            `yaml:"port_range,omitempty"`
+		Set         map[string]string `yaml:"sysctls_set,omitempty"`
+		Sysctls     map[string]string `yaml:"sysctls"`
+	} `yaml:"workload"`
+	Rules   string   `yaml:"rules"`
+	Inline  bool     `yaml:"inline"`
+	Results Results  `yaml:"results"`
+	Files   []string `yaml:"files,flow"`
+}
+
+// Versions records what ran.
+type Versions struct {
+	Closeduel    string `yaml:"closeduel"`
+	Go           string `yaml:"go"`
+	Kernel       string `yaml:"kernel"`
+	LwIP         string `yaml:"lwip,omitempty"`
+	LwIPPackage  string `yaml:"lwip_package,omitempty"`
+	DeviceSource string `yaml:"device_source_sha256,omitempty"`
+}
+
+// Results are the run's figures.
+type Results struct {
+	RequestsOK      int               `yaml:"requests_ok"`
+	RequestsFailed  int               `yaml:"requests_failed"`
+	RequestsLate    int               `yaml:"requests_late"`
+	MaxStartError   string            `yaml:"max_start_error"`
+	MaxGapError     string            `yaml:"max_gap_error"`
+	ClientStopped   time.Time         `yaml:"client_stopped"`
+	Frames          int               `yaml:"frames"`
+	Segments        int               `yaml:"segments"`
+	Connections     int               `yaml:"connections"`
+	ClosedFirstBy   map[string]int    `yaml:"closed_first_by"`
+	RSTs            int               `yaml:"rsts"`
+	IgnoredRSTs     int               `yaml:"ignored_rsts"`
+	AfterStop       int               `yaml:"segments_after_client_stopped"`
+	LastAfterStop   string            `yaml:"last_segment_after_stop,omitempty"`
+	Duels           int               `yaml:"duels"`
+	DuelSegments    int               `yaml:"duel_segments"`
+	DuelAfterStop   int               `yaml:"duel_segments_after_stop"`
+	LongestDuel     string            `yaml:"longest_duel"`
+	Verdicts        map[string]uint64 `yaml:"verdicts,omitempty"`
+	DeviceTimeWait  int               `yaml:"device_time_wait_at_end"`
+	DevicePoolKills map[string]int    `yaml:"device_pool_killed,omitempty"`
+}
+
+// fillResults copies the summary's figures into the record.
+func (r *Record) fillResults(s *Summary) {
+	res := &r.Results
+	res.ClientStopped = s.Stop().UTC()
+	res.Frames, res.Segments, res.Connections = s.Frames, s.Segments, s.Connections
+	res.ClosedFirstBy = map[string]int{}
+	for c := Closer(0); c < closerCount; c++ {
+		if s.Closers[c] > 0 {
+			res.ClosedFirstBy[c.String()] = s.Closers[c]
+		}
+	}
+	res.RSTs, res.IgnoredRSTs, res.AfterStop = s.ClientRSTs+s.DeviceRSTs, s.IgnoredRSTs, s.AfterStop
+	if s.AfterStop > 0 {
+		res.LastAfterStop = s.LastAfterStop.Sub(s.Stop()).Round(time.Millisecond).String()
+	}
+	res.Duels = len(s.Duels)
+	res.DuelSegments, res.DuelAfterStop = s.DuelSegments()
+	var longest time.Duration
+	for _, d := range s.Duels {
+		longest = max(longest, d.Duration())
+	}
+	res.LongestDuel = longest.Round(time.Millisecond).String()
+}
+
+// write writes run.yaml into dir, listing the files the directory holds.
+func (r *Record) write(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("lab: run record: %w", err)
+	}
+	r.Files = r.Files[:0]
+	for _, e := range entries {
+		if e.IsDir() {
+			sub, _ := os.ReadDir(filepath.Join(dir, e.Name()))
+			for _, f := range sub {
+				r.Files = append(r.Files, e.Name()+"/"+f.Name())
+			}
+			continue
+		}
+		r.Files = append(r.Files, e.Name())
+	}
+	if !contains(r.Files, FileRecord) {
+		r.Files = append(r.Files, FileRecord)
+	}
+	sort.Strings(r.Files)
+	b, err := yaml.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("lab: run record: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, FileRecord), b, 0o644); err != nil {
+		return fmt.Errorf("lab: run record: %w", err)
+	}
+	return nil
+}
+
+// ReadRecord reads a run.yaml.
+func ReadRecord(path string) (Record, error) {
+	var r Record
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, fmt.Errorf("lab: %w", err)
+	}
+	if err := yaml.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("lab: %s: %w", path, err)
+	}
+	return r, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
