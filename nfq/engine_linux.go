@@ -241,6 +241,21 @@ func (e *Engine) setup() error {
 		return fmt.Errorf("set copy mode: %w", err)
 	}
 
+	// The hot path blocks in recvmmsg on its own thread rather than
+	// parking in the runtime's poller: one wake-up less per packet.
+	if err := unix.SetNonblock(e.fd, false); err != nil {
+		return fmt.Errorf("set blocking: %w", err)
+	}
+	tv := unix.NsecToTimeval(int64(idlePoll))
+	if err := unix.SetsockoptTimeval(e.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("set receive timeout: %w", err)
+	}
+	e.initBuffers()
+	return nil
+}
+
+// initBuffers allocates every buffer the packet path uses, once.
+func (e *Engine) initBuffers() {
 	e.bufs = make([][]byte, e.cfg.Batch)
 	e.iovs = make([]unix.Iovec, e.cfg.Batch)
 	e.msgs = make([]mmsghdr, e.cfg.Batch)
@@ -251,15 +266,6 @@ func (e *Engine) setup() error {
 		e.msgs[i].hdr.Iov = &e.iovs[i]
 		e.msgs[i].hdr.Iovlen = 1
 	}
-	// The hot path blocks in recvmmsg on its own thread rather than
-	// parking in the runtime's poller: one wake-up less per packet.
-	if err := unix.SetNonblock(e.fd, false); err != nil {
-		return fmt.Errorf("set blocking: %w", err)
-	}
-	tv := unix.NsecToTimeval(int64(idlePoll))
-	if err := unix.SetsockoptTimeval(e.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("set receive timeout: %w", err)
-	}
 	e.send = make([]byte, 0, sendFlushAt+maxMessage)
 	e.frame = make([]byte, 0, maxMessage)
 	e.slots = make([]slot, e.cfg.MaxHeld)
@@ -269,7 +275,6 @@ func (e *Engine) setup() error {
 	}
 	e.timed.items = make([]timedItem, 0, e.cfg.MaxHeld)
 	e.after = make([]int32, 0, 64)
-	return nil
 }
 
 // binaryClearAck removes NLM_F_ACK from a config message built by
