@@ -32,6 +32,9 @@ const (
 	Closeduel Mode = "closeduel" // closeduel run, observing
 	// ClosedueLog is closeduel run writing the JSON log and the pcapng.
 	ClosedueLog Mode = "closeduel+log"
+	// GoNfqueue is go-nfqueue's own callback API accepting everything:
+	// what the engine would cost on the library's per-packet path.
+	GoNfqueue Mode = "go-nfqueue"
 )
 
 const queueNum = 9
@@ -238,6 +241,8 @@ func measure(ctx context.Context, cfg Config, topo *topology.Topology, anchor, t
 		case ClosedueLog:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
+		case GoNfqueue:
+			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "bench", "libpass", "--queue", strconv.Itoa(queueNum))
 		default:
 			return 0, fmt.Errorf("unknown mode %q", m)
 		}

@@ -45,3 +45,6 @@ func (*Engine) KernelStats() (KernelQueueStats, error) { return KernelQueueStats
 
 // Close does nothing.
 func (*Engine) Close() error { return nil }
+
+// LibraryPass returns errors.ErrUnsupported.
+func LibraryPass(context.Context, uint16) (uint64, error) { return 0, errUnsupported }

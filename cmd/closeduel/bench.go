@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/closeduel/closeduel/bench"
+	"github.com/closeduel/closeduel/nfq"
 )
 
 // benchCommand is `closeduel bench`: the interleaved speed comparison.
@@ -22,7 +23,7 @@ closeduel run, in a random order per round; prints medians and ratios.`,
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "rounds; every cell is measured once per round"},
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "length of one cell"},
 			&cli.StringSliceFlag{Name: "workload", Usage: "rr, churn, bulk (repeat; default all)"},
-			&cli.StringSliceFlag{Name: "mode", Usage: "kernel, c-anchor, closeduel, closeduel+log (repeat; default the first three)"},
+			&cli.StringSliceFlag{Name: "mode", Usage: "kernel, c-anchor, closeduel, closeduel+log, go-nfqueue (repeat; default the first three)"},
 			&cli.StringFlag{Name: "anchor", Usage: "path of nfq-c-pass.c (default: shared/anchors beside the repository)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the cell order"},
 		},
@@ -49,6 +50,15 @@ closeduel run, in a random order per round; prints medians and ratios.`,
 				Flags: []cli.Flag{&cli.StringFlag{Name: "addr", Required: true}},
 				Action: func(c *cli.Context) error {
 					return bench.Serve(c.Context, c.String("addr"))
+				},
+			},
+			{
+				Name: "libpass", Hidden: true, Usage: "accept every packet through go-nfqueue's callback API (a reference)",
+				Flags: []cli.Flag{&cli.UintFlag{Name: "queue", Required: true}},
+				Action: func(c *cli.Context) error {
+					n, err := nfq.LibraryPass(c.Context, uint16(c.Uint("queue")))
+					fmt.Fprintf(c.App.Writer, "packets %d\n", n)
+					return err
 				},
 			},
 			{
