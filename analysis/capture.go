@@ -39,15 +39,16 @@ func newCaptureSource(f *os.File, br *bufio.Reader, path string, index int, form
 		}
 	} else {
 		s.ng, err = pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-		if err == nil {
-			s.link = s.ng.LinkType()
+		if err == nil && s.ng.NInterfaces() > 0 {
+			iface, _ := s.ng.Interface(0)
+			s.link = iface.LinkType
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("analysis: %s: read %s header: %w", path, format, err)
 	}
 	s.info.LinkType = s.link.String()
-	if s.dec, err = segment.NewDecoder(s.link); err != nil {
+	if s.dec, err = segment.NewDecoder(s.link); err != nil && format == FormatPcap {
 		return nil, fmt.Errorf("analysis: %s: %w", path, err)
 	}
 	return s, nil
@@ -58,7 +59,7 @@ func (s *captureSource) close() error      { return s.f.Close() }
 
 // decoder returns the decoder for a pcapng interface's link type.
 func (s *captureSource) decoder(lt layers.LinkType) *segment.Decoder {
-	if lt == s.link {
+	if lt == s.link && s.dec != nil {
 		return s.dec
 	}
 	if d, ok := s.decs[lt]; ok {

@@ -49,8 +49,10 @@ type conn struct {
 
 	hist     [histMax]byte
 	histLen  int
-	lastTok  [4]byte
+	lastTok  [4]byte // the last token appended
 	lastTokN int
+	prevTok  [4]byte // the one before it
+	prevTokN int
 
 	retrans, synRetrans, finRetrans, rsts, ignoredRSTs int
 
@@ -220,14 +222,21 @@ func token(b *[4]byte, seg *segment.Segment, di int, retrans, stale bool, note *
 	return n
 }
 
-// addHistory appends a token unless it repeats the last one.
+// addHistory appends a token unless it repeats the last one appended or,
+// while the connection is open, continues an alternation of plain data
+// and ACK tokens ("DaDa..." stays "Da").
 func (c *conn) addHistory(tok *[4]byte, n int) {
-	if n == c.lastTokN && *tok == c.lastTok {
+	same := func(b [4]byte, bn int) bool { return bn == n && b == *tok }
+	if same(c.lastTok, c.lastTokN) {
 		return
 	}
+	if c.closed == 0 && same(c.prevTok, c.prevTokN) && plainToken(tok, n) && plainToken(&c.lastTok, c.lastTokN) {
+		return
+	}
+	c.prevTok, c.prevTokN = c.lastTok, c.lastTokN
 	c.lastTok, c.lastTokN = *tok, n
 	if c.histLen < 0 {
-		return // already cut
+		return
 	}
 	if c.histLen+n > histMax-1 {
 		c.hist[c.histLen] = '+'
@@ -236,6 +245,18 @@ func (c *conn) addHistory(tok *[4]byte, n int) {
 	}
 	copy(c.hist[c.histLen:], tok[:n])
 	c.histLen += n
+}
+
+// plainToken reports a token of a plain data segment or pure ACK.
+func plainToken(tok *[4]byte, n int) bool {
+	if n != 1 {
+		return false
+	}
+	switch tok[0] {
+	case 'D', 'A', 'd', 'a':
+		return true
+	}
+	return false
 }
 
 func (c *conn) history() string {

@@ -1,0 +1,152 @@
+package analysis
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden reports in testdata/")
+
+// knownAnswers is what each lab capture must yield; testdata/README.md
+// says how each was made.
+var knownAnswers = map[string]outcome{
+	"linux-clean-churn": {Connections: 20, Clean: 20},
+	"linux-lost-final-ack": {Connections: 10, Retrans: 10, FINRetrans: 10, RSTs: 10},
+	"linux-time-wait-reuse": {Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 19, Retrans: 7,
+		SYNRetrans: 6, RSTs: 6, TWReuse: 1},
+}
+
+func labCapturePaths(t *testing.T) []string {
+	t.Helper()
+	paths, err := filepath.Glob("testdata/*.pcap")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no captures in testdata: %v", err)
+	}
+	return paths
+}
+
+func captureName(p string) string { return strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)) }
+
+// TestKnownAnswers checks the headline figures of each lab capture.
+func TestKnownAnswers(t *testing.T) {
+	for _, p := range labCapturePaths(t) {
+		name := captureName(p)
+		want, ok := knownAnswers[name]
+		if !ok {
+			t.Errorf("%s has no known answer: add it to knownAnswers and testdata/README.md", p)
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			got := outcomeOf(analyzeFiles(t, Config{}, p))
+			got.Close, got.Closer, got.History, got.Causes, got.Turns = nil, nil, nil, nil, nil
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestGolden compares the full JSON and text reports of each capture with
+// testdata/<name>.golden.json and .golden.txt (-update rewrites them).
+func TestGolden(t *testing.T) {
+	for _, p := range labCapturePaths(t) {
+		t.Run(captureName(p), func(t *testing.T) {
+			r := analyzeFiles(t, Config{}, p)
+			var js, txt bytes.Buffer
+			enc := json.NewEncoder(&js)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(r); err != nil {
+				t.Fatal(err)
+			}
+			if err := WriteText(&txt, r, TextOptions{AllConnections: true}); err != nil {
+				t.Fatal(err)
+			}
+			for ext, got := range map[string][]byte{".golden.json": js.Bytes(), ".golden.txt": txt.Bytes()} {
+				golden := strings.TrimSuffix(p, filepath.Ext(p)) + ext
+				if *update {
+					if err := os.WriteFile(golden, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run with -update to create it)", err)
+				}
+				if diff := cmp.Diff(string(want), string(got)); diff != "" {
+					t.Errorf("%s (-want +got):\n%s", golden, diff)
+				}
+			}
+		})
+	}
+}
+
+// tsharkCounts runs Wireshark's two-pass TCP analysis on a capture and
+// returns its stream, retransmission and RST counts.
+func tsharkCounts(t *testing.T, path string) (streams, retrans, rsts int) {
+	t.Helper()
+	out, err := exec.Command("tshark", "-r", path, "-2", "-T", "fields",
+		"-e", "tcp.stream", "-e", "tcp.analysis.retransmission", "-e", "tcp.flags.reset").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 3 || f[0] == "" {
+			continue
+		}
+		seen[f[0]] = true
+		if f[1] != "" {
+			retrans++
+		}
+		if v, _ := strconv.ParseBool(strings.TrimSpace(f[2])); v || strings.TrimSpace(f[2]) == "1" {
+			rsts++
+		}
+	}
+	return len(seen), retrans, rsts
+}
+
+func requireTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed and CI must run this test (apt-get install %s)", name, name)
+	}
+	t.Skipf("skipped: %s is not installed", name)
+}
+
+// TestAgreesWithTshark: on the lab captures the connection,
+// retransmission and RST counts equal Wireshark's (tcp.stream,
+// tcp.analysis.retransmission, tcp.flags.reset), and the conversation
+// count of `tshark -z conv,tcp` equals the connection count.
+func TestAgreesWithTshark(t *testing.T) {
+	requireTool(t, "tshark")
+	for _, p := range labCapturePaths(t) {
+		t.Run(captureName(p), func(t *testing.T) {
+			r := analyzeFiles(t, Config{}, p)
+			streams, retrans, rsts := tsharkCounts(t, p)
+			out, err := exec.Command("tshark", "-r", p, "-q", "-z", "conv,tcp").Output()
+			if err != nil {
+				t.Fatalf("tshark conv: %v", err)
+			}
+			convs := strings.Count(string(out), "<->")
+			want := []int{streams, convs, retrans, rsts}
+			got := []int{r.Totals.Connections, r.Totals.Connections, r.Totals.Retransmissions, r.Totals.RSTs}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("[streams conversations retransmissions RSTs] (-tshark +closeduel):\n%s", diff)
+			}
+		})
+	}
+}
