@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,13 +11,21 @@ import (
 )
 
 // ErrNotTCP is returned by the decoders for a well-formed packet that does
-// not carry TCP (or carries a non-first IP fragment).
+// not carry a whole TCP segment: another protocol, any IP fragment (the
+// first one too), IP in IP, a link header that carries no IP. Decode
+// returns it unwrapped.
 var ErrNotTCP = errors.New("segment: not a TCP segment")
 
 var (
 	errEmpty     = errors.New("segment: empty packet")
 	errVersion   = errors.New("segment: IP version is neither 4 nor 6")
 	errTruncated = errors.New("segment: truncated packet")
+	// errLinkVersion is an IP header whose version is not the one the link
+	// header announced.
+	errLinkVersion = errors.New("segment: IP version differs from the link header's protocol")
+	// errZeroLength is a zero IP length field: IPv4 from a TSO capture or
+	// an IPv6 jumbogram. Neither can be rewritten, so neither is decoded.
+	errZeroLength = errors.New("segment: IP length field is zero")
 )
 
 // Decoder decodes packets into Segments in place. It keeps its layer
@@ -62,15 +71,22 @@ func NewDecoder(link layers.LinkType) (*Decoder, error) {
 	return d, nil
 }
 
-// Decode decodes one packet into seg. It returns ErrNotTCP for packets
-// that carry no TCP header and another error for malformed ones; seg is
-// only meaningful when the error is nil.
+// Decode decodes one packet into seg. It returns ErrNotTCP (unwrapped) for
+// well-formed packets that carry no TCP header: other protocols, IP
+// fragments, tunnelled IP, stacked link headers. Malformed or truncated
+// headers give another error. seg is only meaningful when the error is nil.
+//
+// A packet cut short inside its payload (a capture with a small snap
+// length, a queue copy range) still decodes: PayloadLen is then the payload
+// length the IP header declares, not the octets present. Bytes after the IP
+// packet (Ethernet padding) are ignored. Malformed TCP options end option
+// parsing, as they do in the receiving stacks, without an error.
 func (d *Decoder) Decode(pkt []byte, seg *Segment) error {
+	if len(pkt) == 0 {
+		return errEmpty
+	}
 	parser := d.link
 	if parser == nil {
-		if len(pkt) == 0 {
-			return errEmpty
-		}
 		switch pkt[0] >> 4 {
 		case 4:
 			parser = d.parser4
@@ -80,60 +96,113 @@ func (d *Decoder) Decode(pkt []byte, seg *Segment) error {
 			return errVersion
 		}
 	}
-	if err := parser.DecodeLayers(pkt, &d.decoded); err != nil {
-		return fmt.Errorf("segment: decode: %w", err)
-	}
-	var ipSeen, tcpSeen bool
-	var linkLen int
-	for _, lt := range d.decoded {
-		switch lt {
+	err := parser.DecodeLayers(pkt, &d.decoded)
+	// The IP layer must come first (raw IP) or right after the one link
+	// header; anything else (IP in IP, Ethernet in SLL2, VLAN tags) is a
+	// packet whose TCP header FixChecksums could not place.
+	ipAt, linkLen := 0, 0
+	if parser == d.link {
+		if len(d.decoded) == 0 {
+			return fmt.Errorf("segment: decode link header: %w", err)
+		}
+		var next gopacket.LayerType
+		switch d.decoded[0] {
 		case layers.LayerTypeEthernet:
-			linkLen = len(d.eth.Contents)
+			linkLen, next = len(d.eth.Contents), d.eth.NextLayerType()
 		case layers.LayerTypeLinuxSLL:
-			linkLen = len(d.sll.Contents)
+			linkLen, next = len(d.sll.Contents), d.sll.NextLayerType()
 		case layers.LayerTypeLinuxSLL2:
-			linkLen = len(d.sll2.Contents)
-		case layers.LayerTypeIPv4:
-			if d.ip4.Flags&layers.IPv4MoreFragments != 0 || d.ip4.FragOffset != 0 {
-				return ErrNotTCP
-			}
-			src, _ := netip.AddrFromSlice(d.ip4.SrcIP.To4())
-			dst, _ := netip.AddrFromSlice(d.ip4.DstIP.To4())
-			seg.Src, seg.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
-			seg.TTL = d.ip4.TTL
-			ipSeen = true
-		case layers.LayerTypeIPv6:
-			src, _ := netip.AddrFromSlice(d.ip6.SrcIP)
-			dst, _ := netip.AddrFromSlice(d.ip6.DstIP)
-			seg.Src, seg.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
-			seg.TTL = d.ip6.HopLimit
-			ipSeen = true
-		case layers.LayerTypeTCP:
-			tcpSeen = true
+			linkLen, next = len(d.sll2.Contents), d.sll2.NextLayerType()
 		}
+		if next != layers.LayerTypeIPv4 && next != layers.LayerTypeIPv6 {
+			return ErrNotTCP // the link header carries something else
+		}
+		if len(d.decoded) == 1 && err == nil {
+			return errTruncated // nothing after the link header
+		}
+		ipAt = 1
 	}
-	if !ipSeen || !tcpSeen {
-		if parser.Truncated {
-			return errTruncated
+	if len(d.decoded) <= ipAt {
+		return decodeErr(parser, err)
+	}
+	// Decide from the outer header's own bytes: after IP in IP of one
+	// family the layer struct holds the inner header.
+	ip := pkt[linkLen:]
+	switch d.decoded[ipAt] {
+	case layers.LayerTypeIPv4:
+		if ip[0]>>4 != 4 {
+			return errLinkVersion
 		}
-		return ErrNotTCP
+		// Not TCP, or a fragment (MF set or an offset).
+		if ip[9] != byte(layers.IPProtocolTCP) || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+			return ErrNotTCP
+		}
+	case layers.LayerTypeIPv6:
+		if ip[0]>>4 != 6 {
+			return errLinkVersion
+		}
+		next := ip[6]
+		if next == byte(layers.IPProtocolIPv6HopByHop) {
+			next = ip[40] // the IPv6 layer decoded its hop-by-hop header
+		}
+		if next != byte(layers.IPProtocolTCP) {
+			return ErrNotTCP
+		}
+	default:
+		return ErrNotTCP // cannot happen: the link header said IP
+	}
+	if err != nil {
+		return decodeErr(parser, err)
+	}
+	if len(d.decoded) != ipAt+2 {
+		return errTruncated // the IP header says TCP, but nothing follows
+	}
+	// The IP layer carries TCP, so its struct describes the outer header.
+	var ipHeaderLen, ipLen int // IP header with extensions; whole IP packet
+	if d.decoded[ipAt] == layers.LayerTypeIPv4 {
+		ip := &d.ip4
+		if binary.BigEndian.Uint16(ip.Contents[2:4]) == 0 {
+			return errZeroLength // gopacket reads 0 as "the rest of the buffer"
+		}
+		ipHeaderLen, ipLen = len(ip.Contents), int(ip.Length)
+		src, _ := netip.AddrFromSlice(ip.SrcIP)
+		dst, _ := netip.AddrFromSlice(ip.DstIP)
+		seg.Src, seg.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
+		seg.TTL = ip.TTL
+	} else {
+		ip := &d.ip6
+		if ip.Length == 0 {
+			return errZeroLength // jumbogram
+		}
+		ipHeaderLen, ipLen = len(ip.Contents), len(ip.Contents)+int(ip.Length)
+		if ip.HopByHop != nil {
+			ipHeaderLen += len(ip.HopByHop.Contents)
+		}
+		src, _ := netip.AddrFromSlice(ip.SrcIP)
+		dst, _ := netip.AddrFromSlice(ip.DstIP)
+		seg.Src, seg.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
+		seg.TTL = ip.HopLimit
 	}
 	t := &d.tcp
+	payloadLen := ipLen - ipHeaderLen - len(t.Contents)
+	if payloadLen < 0 || linkLen+ipHeaderLen+len(t.Contents) > len(pkt) {
+		return errTruncated
+	}
 	seg.Src = netip.AddrPortFrom(seg.Src.Addr(), uint16(t.SrcPort))
 	seg.Dst = netip.AddrPortFrom(seg.Dst.Addr(), uint16(t.DstPort))
 	seg.Flags = Flags(t.Contents[13])
 	seg.Seq, seg.Ack = Seq(t.Seq), Seq(t.Ack)
 	seg.Window = t.Window
-	seg.PayloadLen = len(t.Payload)
+	seg.PayloadLen = payloadLen
 	seg.TCPHeaderLen = len(t.Contents)
-	seg.IPHeaderLen = len(pkt) - linkLen - len(t.Contents) - len(t.Payload)
+	seg.IPHeaderLen = ipHeaderLen
 	seg.WindowScale, seg.MSS = -1, 0
 	for i := range t.Options {
 		o := &t.Options[i]
 		switch o.OptionType {
 		case layers.TCPOptionKindWindowScale:
 			if len(o.OptionData) == 1 {
-				seg.WindowScale = int8(o.OptionData[0])
+				seg.WindowScale = int8(min(o.OptionData[0], maxWindowScale))
 			}
 		case layers.TCPOptionKindMSS:
 			if len(o.OptionData) == 2 {
@@ -142,4 +211,19 @@ func (d *Decoder) Decode(pkt []byte, seg *Segment) error {
 		}
 	}
 	return nil
+}
+
+// maxWindowScale is the largest shift RFC 7323 section 2.3 allows; a
+// receiver uses it in place of any larger value.
+const maxWindowScale = 14
+
+// decodeErr wraps an error from gopacket, saying when the packet was cut.
+func decodeErr(p *gopacket.DecodingLayerParser, err error) error {
+	if err == nil {
+		return errTruncated
+	}
+	if p.Truncated {
+		return fmt.Errorf("%w: %w", errTruncated, err)
+	}
+	return fmt.Errorf("segment: decode: %w", err)
 }

@@ -12,7 +12,8 @@ type Segment struct {
 	Window     uint16 // raw window field, not scaled
 	PayloadLen int    // TCP payload octets
 	// WindowScale is the shift from a window-scale option, or -1 when the
-	// segment carries none (only SYNs may carry one).
+	// segment carries none (only SYNs may carry one). Shifts above 14 read
+	// as 14, as RFC 7323 section 2.3 has the receiver do.
 	WindowScale int8
 	// MSS is the value of an MSS option, 0 when absent.
 	MSS uint16
@@ -41,8 +42,10 @@ func (s *Segment) SeqLen() uint32 {
 // End returns the sequence number just after the segment (Seq + SeqLen).
 func (s *Segment) End() Seq { return s.Seq.Add(s.SeqLen()) }
 
-// IsIPv6 reports whether the segment travelled over IPv6.
-func (s *Segment) IsIPv6() bool { return s.Src.Addr().Is6() && !s.Src.Addr().Is4In6() }
+// IsIPv6 reports whether the segment travelled over IPv6. Decode keeps
+// IPv4-mapped addresses seen in an IPv6 header as IPv6 addresses (Is4In6),
+// so they count as IPv6 here too.
+func (s *Segment) IsIPv6() bool { return s.Src.Addr().Is6() }
 
 // Tuple returns the segment's 4-tuple in the direction it travels.
 func (s *Segment) Tuple() Tuple { return Tuple{Src: s.Src, Dst: s.Dst} }
