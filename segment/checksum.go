@@ -9,6 +9,10 @@ import (
 // Segment describes.
 var errShort = errors.New("segment: packet shorter than its headers")
 
+// errMismatch is returned when a packet's header lengths are not the ones
+// its Segment describes (a Segment from another packet, or a zero one).
+var errMismatch = errors.New("segment: packet does not match its segment's header lengths")
+
 // sum16 adds data as big-endian 16-bit words to an unfolded sum.
 func sum16(sum uint32, data []byte) uint32 {
 	n := len(data)
@@ -30,73 +34,82 @@ func fold(sum uint32) uint16 {
 	return ^uint16(sum)
 }
 
+// tcpSpan checks that pkt, a raw IP packet, matches seg's header lengths
+// and returns the TCP segment (header and payload, as long as the IP
+// length says) and the unfolded pseudo-header sum for it.
+func tcpSpan(pkt []byte, seg *Segment) (tcp []byte, pseudo uint32, err error) {
+	ihl := seg.IPHeaderLen
+	if len(pkt) == 0 {
+		return nil, 0, errEmpty
+	}
+	var end int // end of the IP packet
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) < 20 {
+			return nil, 0, errShort
+		}
+		if ihl < 20 || int(pkt[0]&0x0f)*4 != ihl {
+			return nil, 0, errMismatch
+		}
+		end = int(binary.BigEndian.Uint16(pkt[2:4]))
+	case 6:
+		if len(pkt) < 40 {
+			return nil, 0, errShort
+		}
+		if ihl < 40 {
+			return nil, 0, errMismatch
+		}
+		end = 40 + int(binary.BigEndian.Uint16(pkt[4:6]))
+	default:
+		return nil, 0, errVersion
+	}
+	if end > len(pkt) {
+		return nil, 0, errShort
+	}
+	if end < ihl+20 {
+		return nil, 0, errMismatch
+	}
+	tcp = pkt[ihl:end]
+	if pkt[0]>>4 == 4 {
+		pseudo = sum16(0, pkt[12:20]) // source and destination address
+	} else {
+		pseudo = sum16(0, pkt[8:40])
+	}
+	pseudo += uint32(6) + uint32(len(tcp)) // protocol and TCP length
+	return tcp, pseudo, nil
+}
+
 // FixChecksums recomputes the IPv4 header checksum (for IPv4) and the TCP
 // checksum over the pseudo-header, header and payload of pkt, a raw IP
 // packet that seg was decoded from. The TCP length is taken from the IP
-// header, so a rewritten packet keeps its length.
+// header, so a rewritten packet keeps its length. It changes nothing and
+// returns an error when pkt is shorter than its IP length or does not match
+// seg's header lengths.
 func FixChecksums(pkt []byte, seg *Segment) error {
-	ihl := seg.IPHeaderLen
-	if len(pkt) < ihl+20 {
-		return errShort
+	tcp, sum, err := tcpSpan(pkt, seg)
+	if err != nil {
+		return err
 	}
-	var sum uint32
-	var tcpLen int
-	switch pkt[0] >> 4 {
-	case 4:
-		hl := int(pkt[0]&0x0f) * 4
-		total := int(binary.BigEndian.Uint16(pkt[2:4]))
-		if hl < 20 || total > len(pkt) || total < ihl+20 {
-			return errShort
-		}
-		pkt[10], pkt[11] = 0, 0
-		binary.BigEndian.PutUint16(pkt[10:12], fold(sum16(0, pkt[:hl])))
-		tcpLen = total - ihl
-		sum = sum16(0, pkt[12:20]) // source and destination address
-	case 6:
-		payload := int(binary.BigEndian.Uint16(pkt[4:6]))
-		if 40+payload > len(pkt) || 40+payload < ihl+20 {
-			return errShort
-		}
-		tcpLen = 40 + payload - ihl
-		sum = sum16(0, pkt[8:40])
-	default:
-		return errVersion
+	if pkt[0]>>4 == 4 {
+		hdr := pkt[:seg.IPHeaderLen]
+		hdr[10], hdr[11] = 0, 0
+		binary.BigEndian.PutUint16(hdr[10:12], fold(sum16(0, hdr)))
 	}
-	sum += 6 + uint32(tcpLen) // protocol and TCP length
-	tcp := pkt[ihl : ihl+tcpLen]
 	tcp[16], tcp[17] = 0, 0
 	binary.BigEndian.PutUint16(tcp[16:18], fold(sum16(sum, tcp)))
 	return nil
 }
 
 // ChecksumsValid reports whether the IPv4 header checksum (for IPv4) and
-// the TCP checksum of pkt verify.
+// the TCP checksum of pkt verify. It returns false when pkt does not match
+// seg's header lengths.
 func ChecksumsValid(pkt []byte, seg *Segment) bool {
-	ihl := seg.IPHeaderLen
-	if len(pkt) < ihl+20 {
+	tcp, sum, err := tcpSpan(pkt, seg)
+	if err != nil {
 		return false
 	}
-	var sum uint32
-	var tcpLen int
-	switch pkt[0] >> 4 {
-	case 4:
-		hl := int(pkt[0]&0x0f) * 4
-		total := int(binary.BigEndian.Uint16(pkt[2:4]))
-		if hl < 20 || total > len(pkt) || total < ihl+20 || fold(sum16(0, pkt[:hl])) != 0 {
-			return false
-		}
-		tcpLen = total - ihl
-		sum = sum16(0, pkt[12:20])
-	case 6:
-		payload := int(binary.BigEndian.Uint16(pkt[4:6]))
-		if 40+payload > len(pkt) || 40+payload < ihl+20 {
-			return false
-		}
-		tcpLen = 40 + payload - ihl
-		sum = sum16(0, pkt[8:40])
-	default:
+	if pkt[0]>>4 == 4 && fold(sum16(0, pkt[:seg.IPHeaderLen])) != 0 {
 		return false
 	}
-	sum += 6 + uint32(tcpLen)
-	return fold(sum16(sum, pkt[ihl:ihl+tcpLen])) == 0
+	return fold(sum16(sum, tcp)) == 0
 }

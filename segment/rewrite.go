@@ -8,8 +8,8 @@ import "encoding/binary"
 
 // SetFlags sets the TCP flags byte.
 func SetFlags(pkt []byte, seg *Segment, f Flags) error {
-	if len(pkt) < seg.IPHeaderLen+20 {
-		return errShort
+	if err := checkTCPHeader(pkt, seg); err != nil {
+		return err
 	}
 	pkt[seg.IPHeaderLen+13] = byte(f)
 	seg.Flags = f
@@ -18,8 +18,8 @@ func SetFlags(pkt []byte, seg *Segment, f Flags) error {
 
 // SetSeq sets the sequence number.
 func SetSeq(pkt []byte, seg *Segment, s Seq) error {
-	if len(pkt) < seg.IPHeaderLen+20 {
-		return errShort
+	if err := checkTCPHeader(pkt, seg); err != nil {
+		return err
 	}
 	binary.BigEndian.PutUint32(pkt[seg.IPHeaderLen+4:], uint32(s))
 	seg.Seq = s
@@ -28,8 +28,8 @@ func SetSeq(pkt []byte, seg *Segment, s Seq) error {
 
 // SetAck sets the acknowledgment number.
 func SetAck(pkt []byte, seg *Segment, a Seq) error {
-	if len(pkt) < seg.IPHeaderLen+20 {
-		return errShort
+	if err := checkTCPHeader(pkt, seg); err != nil {
+		return err
 	}
 	binary.BigEndian.PutUint32(pkt[seg.IPHeaderLen+8:], uint32(a))
 	seg.Ack = a
@@ -38,8 +38,8 @@ func SetAck(pkt []byte, seg *Segment, a Seq) error {
 
 // SetWindow sets the raw (unscaled) window field.
 func SetWindow(pkt []byte, seg *Segment, w uint16) error {
-	if len(pkt) < seg.IPHeaderLen+20 {
-		return errShort
+	if err := checkTCPHeader(pkt, seg); err != nil {
+		return err
 	}
 	binary.BigEndian.PutUint16(pkt[seg.IPHeaderLen+14:], w)
 	seg.Window = w
@@ -50,13 +50,26 @@ func SetWindow(pkt []byte, seg *Segment, w uint16) error {
 // a header of the same length that carries no option. Lengths and payload
 // stay where they were.
 func StripOptions(pkt []byte, seg *Segment) error {
-	start, end := seg.IPHeaderLen+20, seg.IPHeaderLen+seg.TCPHeaderLen
-	if len(pkt) < end || end < start {
-		return errShort
+	if err := checkTCPHeader(pkt, seg); err != nil {
+		return err
 	}
+	start, end := seg.IPHeaderLen+20, seg.IPHeaderLen+seg.TCPHeaderLen
 	for i := start; i < end; i++ {
 		pkt[i] = 1 // NOP
 	}
 	seg.WindowScale, seg.MSS = -1, 0
+	return nil
+}
+
+// checkTCPHeader checks that seg places a whole TCP header, options
+// included, inside pkt and after at least a minimal IP header, so that a
+// rewrite never lands in the IP header of a mismatched packet.
+func checkTCPHeader(pkt []byte, seg *Segment) error {
+	if seg.IPHeaderLen < 20 || seg.TCPHeaderLen < 20 || seg.TCPHeaderLen > 60 {
+		return errMismatch
+	}
+	if len(pkt) < seg.IPHeaderLen+seg.TCPHeaderLen {
+		return errShort
+	}
 	return nil
 }
