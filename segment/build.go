@@ -23,11 +23,16 @@ const EthernetHeaderLen = 14
 // addresses are of different IP versions.
 var ErrMixedFamilies = errors.New("segment: source and destination address families differ")
 
+var errNoAddr = errors.New("segment: build: template lacks a source or destination address")
+
 // Build writes an Ethernet frame carrying the segment described by t into dst, which it grows when too small, and
 // returns the frame. srcMAC and dstMAC are the Ethernet addresses. The IP
 // and TCP checksums are valid. The IP packet starts at EthernetHeaderLen.
 func Build(dst []byte, srcMAC, dstMAC net.HardwareAddr, t *Template) ([]byte, error) {
 	from, to := t.Tuple.Src, t.Tuple.Dst
+	if !from.Addr().IsValid() || !to.Addr().IsValid() {
+		return nil, errNoAddr
+	}
 	v4 := from.Addr().Is4()
 	if v4 != to.Addr().Is4() {
 		return nil, ErrMixedFamilies
