@@ -182,6 +182,30 @@ func (t *Tracker) Deliver(seg *segment.Segment, id uint64, now time.Time) bool {
 	return true
 }
 
+// Forged applies, at now, the arrival at seg.Dst of a segment that a
+// middlebox crafted in seg.Src's name: the destination takes it like any
+// other (and an RST counts for AfterRST), but it says nothing about the
+// endpoint it claims to come from. It reports whether the connection was
+// found.
+func (t *Tracker) Forged(seg *segment.Segment, now time.Time) bool {
+	key, rev := seg.Tuple().Canonical()
+	slot := t.lookup(key)
+	if slot < 0 {
+		return false
+	}
+	c := &t.conns[slot]
+	if seg.Flags&segment.RST != 0 {
+		c.RSTs++
+	}
+	to := 1
+	if rev {
+		to = 0
+	}
+	c.age(now, t.cfg.MSL)
+	c.deliver(to, seg, now)
+	return true
+}
+
 // Lookup returns the current incarnation of the connection seg belongs to
 // and its slot, or nil and -1.
 func (t *Tracker) Lookup(tuple segment.Tuple) (*Conn, int) {

@@ -1,0 +1,545 @@
+package rules
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/rules/track"
+	"github.com/closeduel/closeduel/segment"
+)
+
+// Options tune a Decider beyond what its rule file says.
+type Options struct {
+	// MaxConns, when above zero, overrides the file's tracker max-conns.
+	MaxConns int
+}
+
+// RuleStatus is the run-time state of one rule.
+type RuleStatus struct {
+	Name    string
+	Enabled bool
+	// Hits counts the segments the rule decided since its file was loaded.
+	Hits uint64
+	// Action is what the rule does, in the language's words.
+	Action string
+}
+
+// Decider runs a rule file against the engine's packets. It implements
+// nfq.Decider and nfq.InjectObserver: Decide and Injected must be called
+// from one goroutine (the engine's); Reload, SetEnabled, Rules, File and
+// TrackerStats are safe from any goroutine.
+type Decider struct {
+	cur      atomic.Pointer[ruleset]
+	tr       *track.Tracker
+	maxConns int
+	sides    []connSide // by tracker slot
+	started  bool
+	start    time.Time
+	nextHold uint64
+}
+
+var (
+	_ nfq.Decider        = (*Decider)(nil)
+	_ nfq.InjectObserver = (*Decider)(nil)
+)
+
+// ruleset is one loaded file with its run-time state. Reload swaps the
+// whole ruleset, so counters and the random source start afresh.
+type ruleset struct {
+	file     *File
+	rules    []liveRule
+	counters []counter
+	maxConns int
+	rng      *rand.Rand
+}
+
+type liveRule struct {
+	*Rule
+	enabled atomic.Bool
+	hits    atomic.Uint64
+	ctr     int // first index in ruleset.counters, -1 when the rule counts nothing
+}
+
+// counter is one rule's count in one connection incarnation.
+type counter struct {
+	id          uint64
+	seen, fired uint32
+}
+
+// maxPending bounds the deliveries a connection can have in flight
+// (delayed or held segments) before older ones are taken as arrived.
+const maxPending = 4
+
+// pending is a segment whose arrival is deferred: until due, or until the
+// hold key is released.
+type pending struct {
+	seg segment.Segment
+	id  uint64
+	due time.Time
+	key uint64
+}
+
+// connSide is the Decider's own state for one tracked connection.
+type connSide struct {
+	id      uint64
+	holdKey uint64
+	release *match
+	pend    [maxPending]pending
+	n       int
+}
+
+// The direction names Decision.Dir takes, by the sender's Role.
+var dirNames = [2]string{"client>device", "device>client"}
+
+// NewDecider returns a Decider running f.
+func NewDecider(f *File, opts Options) *Decider {
+	d := &Decider{}
+	cfg := track.Config{MaxConns: f.MaxConns, Idle: f.Idle, MSL: f.MSL, Stack: d.stackOf}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	d.tr = track.New(cfg)
+	d.maxConns = d.tr.Config().MaxConns
+	d.sides = make([]connSide, d.maxConns)
+	d.cur.Store(d.compile(f))
+	return d
+}
+
+// compile builds a ruleset for f.
+func (d *Decider) compile(f *File) *ruleset {
+	rs := &ruleset{file: f, rules: make([]liveRule, len(f.Rules)), maxConns: d.maxConns,
+		rng: rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))}
+	n := 0
+	for i := range f.Rules {
+		r := &rs.rules[i]
+		r.Rule = &f.Rules[i]
+		r.enabled.Store(f.Rules[i].Enabled)
+		r.ctr = -1
+		if r.when.counts() {
+			r.ctr = n * d.maxConns
+			n++
+		}
+	}
+	rs.counters = make([]counter, n*d.maxConns)
+	return rs
+}
+
+// stackOf says which stack the tracker should assume at a.
+func (d *Decider) stackOf(a netip.AddrPort) track.Stack {
+	f := d.cur.Load().file
+	for r, ps := range f.Hosts {
+		for _, p := range ps {
+			if p.Contains(a.Addr()) {
+				return f.Stacks[r]
+			}
+		}
+	}
+	return track.RFC9293
+}
+
+// Reload swaps in a new file at once. The tracker keeps what it knows
+// about every connection; rule counters, hits, the random source and the
+// enabled flags start afresh from f. The tracker's own settings (msl,
+// idle, max-conns) stay those of the first file.
+func (d *Decider) Reload(f *File) { d.cur.Store(d.compile(f)) }
+
+// File returns the file in force.
+func (d *Decider) File() *File { return d.cur.Load().file }
+
+// SetEnabled turns the named rule of the file in force on or off.
+func (d *Decider) SetEnabled(rule string, on bool) error {
+	rs := d.cur.Load()
+	names := make([]string, len(rs.rules))
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		if r.Name == rule {
+			r.enabled.Store(on)
+			return nil
+		}
+		names[i] = r.Name
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("rules: no rule %q: experiment %s has no rules", rule, rs.file.Experiment)
+	}
+	return fmt.Errorf("rules: no rule %q in experiment %s%s; its rules are %s", rule, rs.file.Experiment, didYouMean(rule, names), strings.Join(names, ", "))
+}
+
+// Rules returns the state of every rule of the file in force.
+func (d *Decider) Rules() []RuleStatus {
+	rs := d.cur.Load()
+	out := make([]RuleStatus, len(rs.rules))
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		out[i] = RuleStatus{Name: r.Name, Enabled: r.enabled.Load(), Hits: r.hits.Load(), Action: r.do.kind.String()}
+	}
+	return out
+}
+
+// TrackerStats returns the connection tracker's counters.
+func (d *Decider) TrackerStats() *track.Stats { return d.tr.Stats() }
+
+// scope says whether a segment belongs to the experiment and which role
+// sent it (noRole when the file names none).
+func (rs *ruleset) scope(s *segment.Segment) (Role, bool) {
+	f := rs.file
+	if len(f.Ports) > 0 {
+		ok := false
+		for _, p := range f.Ports {
+			if p == s.Src.Port() || p == s.Dst.Port() {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return noRole, false
+		}
+	}
+	if !f.HasRoles() {
+		return noRole, true
+	}
+	in := func(r Role, a netip.Addr) bool {
+		for _, p := range f.Hosts[r] {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case in(Client, s.Src.Addr()) && in(Device, s.Dst.Addr()):
+		return Client, true
+	case in(Device, s.Src.Addr()) && in(Client, s.Dst.Addr()):
+		return Device, true
+	}
+	return noRole, false
+}
+
+// Decide matches the packet against the rules in force and fills dec.
+func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
+	if !p.TCP {
+		return
+	}
+	rs := d.cur.Load()
+	seg := &p.Seg
+	from, ok := rs.scope(seg)
+	if !ok {
+		return
+	}
+	now := p.Time
+	if !d.started {
+		d.started, d.start = true, now
+	}
+	res := d.tr.Sent(seg, now)
+	c := res.Conn
+	side := &d.sides[res.Slot]
+	if side.id != c.ID {
+		*side = connSide{id: c.ID}
+	}
+	d.flush(side, now)
+	dec.Conn = c.ID
+	if from >= 0 {
+		dec.Dir = dirNames[from]
+	}
+	v := view{seg: seg, res: &res, fromRole: from, elapsed: now.Sub(d.start)}
+
+	var release uint64
+	if side.holdKey != 0 && (side.release == nil || side.release.static(&v)) {
+		release = side.holdKey
+		dec.ReleaseKey = release
+		side.holdKey, side.release = 0, nil
+	}
+
+	var fired *liveRule
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		if r.enabled.Load() && r.when.static(&v) && rs.admit(r, &res) {
+			fired = r
+			break
+		}
+	}
+	deliver, due, key := true, time.Time{}, uint64(0)
+	var in *inject
+	if fired != nil {
+		a := &fired.do
+		dec.Rule, dec.Action = fired.Name, a.kind.String()
+		switch a.kind {
+		case actDrop:
+			dec.Verdict = nfq.Drop
+			deliver = false
+		case actDelay:
+			dec.Delay = rs.delay(a)
+			deliver, due = false, now.Add(dec.Delay)
+		case actDuplicate:
+			dec.Duplicates, dec.DupGap = a.count, a.gap
+		case actRewrite:
+			if applyRewrite(p.Data, seg, &a.rw) {
+				dec.Modified, dec.Rewrote = true, a.text
+			}
+		case actInject:
+			in = &a.inj
+			if in.drop {
+				dec.Verdict = nfq.Drop
+				deliver = false
+			}
+		case actHold:
+			if side.holdKey == 0 {
+				d.nextHold++
+				side.holdKey = d.nextHold
+			}
+			side.release = a.release
+			dec.HoldKey, dec.Delay = side.holdKey, a.holdMax
+			deliver, due, key = false, now.Add(a.holdMax), side.holdKey
+		}
+	}
+	if in != nil && (in.before || !deliver) {
+		d.addInjects(dec, in, c, res.From, from)
+		in = nil
+	}
+	switch {
+	case deliver:
+		d.tr.Deliver(seg, c.ID, now)
+	case dec.Verdict != nfq.Drop:
+		d.defer_(side, pending{seg: *seg, id: c.ID, due: due, key: key}, now)
+	}
+	if release != 0 {
+		d.releaseHeld(side, release, now)
+	}
+	if in != nil {
+		d.addInjects(dec, in, c, res.From, from)
+	}
+}
+
+// admit applies a rule's counting, limits and chance to a segment its
+// static conditions matched, and counts the hit when it fires.
+func (rs *ruleset) admit(r *liveRule, res *track.Result) bool {
+	m := &r.when
+	var ctr *counter
+	if r.ctr >= 0 {
+		ctr = &rs.counters[r.ctr+res.Slot]
+		if ctr.id != res.Conn.ID {
+			*ctr = counter{id: res.Conn.ID}
+		}
+		ctr.seen++
+		n := ctr.seen
+		switch {
+		case m.nth > 0 && m.every > 0:
+			if n < m.nth || (n-m.nth)%m.every != 0 {
+				return false
+			}
+		case m.nth > 0:
+			if n != m.nth {
+				return false
+			}
+		case m.every > 0:
+			if n%m.every != 0 {
+				return false
+			}
+		}
+		if m.limitConn > 0 && uint64(ctr.fired) >= m.limitConn {
+			return false
+		}
+	}
+	if m.limit > 0 && r.hits.Load() >= m.limit {
+		return false
+	}
+	if m.hasProb && rs.rng.Float64() >= m.prob {
+		return false
+	}
+	r.hits.Add(1)
+	if ctr != nil {
+		ctr.fired++
+	}
+	return true
+}
+
+// delay draws a delay for a delay action.
+func (rs *ruleset) delay(a *action) time.Duration {
+	var d time.Duration
+	switch a.dist {
+	case distNormal:
+		d = a.delay + time.Duration(rs.rng.NormFloat64()*float64(a.jitter))
+	case distExponential:
+		d = min(time.Duration(rs.rng.ExpFloat64()*float64(a.delay)), capExp(a.delay))
+	default:
+		d = a.delay
+		if a.jitter > 0 {
+			d += time.Duration((2*rs.rng.Float64() - 1) * float64(a.jitter))
+		}
+	}
+	return min(max(d, 0), maxDelay)
+}
+
+// applyRewrite rewrites pkt (and seg) in place; false when the packet is
+// too short for its own headers.
+func applyRewrite(pkt []byte, seg *segment.Segment, rw *rewrite) bool {
+	f := seg.Flags
+	if rw.replace {
+		f = rw.flags
+	}
+	f = f | rw.set&^rw.clear
+	f &^= rw.clear
+	if segment.SetFlags(pkt, seg, f) != nil {
+		return false
+	}
+	if s, ok := rw.seq.apply(seg.Seq); ok {
+		segment.SetSeq(pkt, seg, s)
+	}
+	if a, ok := rw.ack.apply(seg.Ack); ok {
+		segment.SetAck(pkt, seg, a)
+	}
+	if rw.window >= 0 {
+		segment.SetWindow(pkt, seg, uint16(rw.window))
+	}
+	if rw.strip {
+		segment.StripOptions(pkt, seg)
+	}
+	return true
+}
+
+// apply returns the rewritten number and whether there is one.
+func (s seqSpec) apply(orig segment.Seq) (segment.Seq, bool) {
+	switch s.mode {
+	case seqAbs:
+		return segment.Seq(uint32(s.v)), true
+	case seqRel:
+		return orig.Add(uint32(int32(s.v))), true
+	}
+	return orig, false
+}
+
+// addInjects fills the crafted segments of an inject action from the
+// tracker's view of the connection.
+func (d *Decider) addInjects(dec *nfq.Decision, in *inject, c *track.Conn, fromEnd int, fromRole Role) {
+	var t int
+	switch in.toward {
+	case towardSender:
+		t = fromEnd
+	case towardReceiver:
+		t = 1 - fromEnd
+	default:
+		if fromRole < 0 {
+			return
+		}
+		want := Client
+		if in.toward == towardDevice {
+			want = Device
+		}
+		t = fromEnd
+		if want != fromRole {
+			t = 1 - fromEnd
+		}
+	}
+	et, eo := &c.Ends[t], &c.Ends[1-t]
+	var next segment.Seq
+	switch {
+	case et.Rcv:
+		next = et.RcvNxt
+	case eo.Sent:
+		next = eo.SndNxt
+	default:
+		return // nothing known about the sequence space yet
+	}
+	tpl := segment.Template{Tuple: segment.Tuple{Src: eo.Addr, Dst: et.Addr}, Flags: in.flags}
+	switch in.seq.mode {
+	case seqKeep:
+		tpl.Seq = next
+	case seqInWindow:
+		tpl.Seq = next.Add(max(1, min(et.Window/2, 1<<30)))
+	case seqAbs:
+		tpl.Seq = segment.Seq(uint32(in.seq.v))
+	case seqRel:
+		tpl.Seq = next.Add(uint32(int32(in.seq.v)))
+	}
+	if in.flags&segment.ACK != 0 || in.ack.mode != seqKeep {
+		var ack segment.Seq
+		switch {
+		case eo.Rcv:
+			ack = eo.RcvNxt
+		case et.Sent:
+			ack = et.SndNxt
+		}
+		switch in.ack.mode {
+		case seqAbs:
+			ack = segment.Seq(uint32(in.ack.v))
+		case seqRel:
+			ack = ack.Add(uint32(int32(in.ack.v)))
+		}
+		tpl.Ack = ack
+	}
+	switch {
+	case in.window >= 0:
+		tpl.Window = uint16(in.window)
+	case in.flags&segment.RST == 0:
+		tpl.Window = eo.RawWindow
+	}
+	for range in.count {
+		dec.AddInject(nfq.Inject{Template: tpl, Before: in.before})
+	}
+}
+
+// defer_ queues a deferred arrival; when the queue is full the oldest is
+// taken as arrived.
+func (d *Decider) defer_(side *connSide, p pending, now time.Time) {
+	if side.n == maxPending {
+		d.tr.Deliver(&side.pend[0].seg, side.pend[0].id, now)
+		copy(side.pend[:], side.pend[1:])
+		side.n--
+	}
+	side.pend[side.n] = p
+	side.n++
+}
+
+// flush delivers the deferred segments whose time has come.
+func (d *Decider) flush(side *connSide, now time.Time) {
+	j := 0
+	for i := 0; i < side.n; i++ {
+		p := &side.pend[i]
+		if !p.due.After(now) {
+			d.tr.Deliver(&p.seg, p.id, p.due)
+			continue
+		}
+		side.pend[j] = *p
+		j++
+	}
+	side.n = j
+	if side.holdKey != 0 {
+		for i := 0; i < side.n; i++ {
+			if side.pend[i].key == side.holdKey {
+				return
+			}
+		}
+		side.holdKey, side.release = 0, nil // the engine let them go
+	}
+}
+
+// releaseHeld delivers the segments held under key.
+func (d *Decider) releaseHeld(side *connSide, key uint64, now time.Time) {
+	j := 0
+	for i := 0; i < side.n; i++ {
+		p := &side.pend[i]
+		if p.key == key {
+			d.tr.Deliver(&p.seg, p.id, now)
+			continue
+		}
+		side.pend[j] = *p
+		j++
+	}
+	side.n = j
+}
+
+// Injected tells the tracker about a segment the engine crafted and sent.
+func (d *Decider) Injected(seg *segment.Segment, at time.Time) {
+	c, slot := d.tr.Lookup(seg.Tuple())
+	if c == nil {
+		return
+	}
+	if side := &d.sides[slot]; side.id == c.ID {
+		d.flush(side, at)
+	}
+	d.tr.Forged(seg, at)
+}
