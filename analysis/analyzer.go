@@ -304,17 +304,14 @@ func (a *Analyzer) Live() int { return len(a.tuples) }
 // Finish ends every live incarnation and duel and returns the report.
 // The Analyzer must not be used after.
 func (a *Analyzer) Finish() *Report {
-	keys := make([]tupleKey, 0, len(a.tuples))
-	for k := range a.tuples {
-		keys = append(keys, k)
-	}
 	// Finish in order of first segment, so reports do not depend on map
 	// order.
-	slices.SortFunc(keys, func(x, y tupleKey) int {
-		return cmp.Compare(a.order(a.tuples[x]), a.order(a.tuples[y]))
-	})
-	for _, k := range keys {
-		ts := a.tuples[k]
+	live := make([]*tupleState, 0, len(a.tuples))
+	for _, ts := range a.tuples {
+		live = append(live, ts)
+	}
+	slices.SortFunc(live, func(x, y *tupleState) int { return cmp.Compare(x.order(), y.order()) })
+	for _, ts := range live {
 		if ts.run != nil {
 			a.endRun(ts, a.last-ts.run.end <= a.gap)
 		}
@@ -347,11 +344,12 @@ func (a *Analyzer) Finish() *Report {
 	return r
 }
 
-func (a *Analyzer) order(ts *tupleState) int64 {
+// order sorts tuples by the incarnation they hold.
+func (ts *tupleState) order() int {
 	if ts.cur != nil {
-		return int64(ts.cur.id)
+		return ts.cur.id
 	}
-	return int64(ts.run.connID)
+	return ts.run.connID
 }
 
 // Analyze reads the inputs, merges them by time and returns the report.

@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden reports in testdata/
 // knownAnswers is what each lab capture must yield; testdata/README.md
 // says how each was made.
 var knownAnswers = map[string]outcome{
-	"linux-clean-churn": {Connections: 20, Clean: 20},
+	"linux-clean-churn":    {Connections: 20, Clean: 20},
 	"linux-lost-final-ack": {Connections: 10, Retrans: 10, FINRetrans: 10, RSTs: 10},
 	"linux-time-wait-reuse": {Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 19, Retrans: 7,
 		SYNRetrans: 6, RSTs: 6, TWReuse: 1},
