@@ -30,6 +30,10 @@ type ClientConfig struct {
 	// Timeout bounds one request from connect to response; 0 leaves the
 	// connect to the kernel's SYN retries.
 	Timeout time.Duration `json:"timeout"`
+	// WaitEOF reads until the server has closed before closing, so the
+	// client is always the passive closer; by default it closes as soon
+	// as the response head is in, racing the server's FIN as curl -I does.
+	WaitEOF bool `json:"wait_eof,omitempty"`
 }
 
 // ClientEventKind says what a ClientEvent reports.
@@ -185,6 +189,18 @@ func request(ctx context.Context, cfg ClientConfig) ClientEvent {
 	ev.OK = strings.HasPrefix(ev.Status, "HTTP/1.") && strings.Contains(ev.Status, " 200 ")
 	if !ev.OK {
 		ev.Err = "unexpected status: " + ev.Status
+	}
+	if cfg.WaitEOF {
+		for {
+			m, err := tc.Read(buf)
+			if m == 0 && err == io.EOF {
+				break
+			}
+			if err != nil {
+				ev.OK, ev.Err = false, fmt.Sprintf("wait for the server's close: %v", err)
+				return ev
+			}
+		}
 	}
 	return ev
 }

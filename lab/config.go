@@ -80,6 +80,9 @@ type Config struct {
 	Concurrency int
 	Linger0     bool
 	Timeout     time.Duration
+	// WaitEOF makes the client wait for the device's close before its own
+	// (see ClientConfig.WaitEOF).
+	WaitEOF bool
 	// PortRange narrows the client's local ports, "40000-40001", to force
 	// 4-tuple reuse; "" keeps the kernel's range.
 	PortRange string

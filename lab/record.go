@@ -72,6 +72,7 @@ type Record struct {
 		Requests    int               `yaml:"requests"`
 		Concurrency int               `yaml:"concurrency"`
 		Linger0     bool              `yaml:"linger0"`
+		ClientClose string            `yaml:"client_close"`
 		Timeout     string            `yaml:"timeout"`
 		Quiet       string            `yaml:"quiet"`
 		PortRange   string            `yaml:"port_range,omitempty"`

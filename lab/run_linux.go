@@ -66,6 +66,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	w := &rec.Workload
 	w.Schedule, w.Requests, w.Concurrency, w.Linger0 = cfg.Schedule, cfg.Schedule.Requests(), cfg.Concurrency, cfg.Linger0
+	w.ClientClose = "head"
+	if cfg.WaitEOF {
+		w.ClientClose = "eof"
+	}
 	w.Timeout, w.Quiet, w.PortRange, w.Set = cfg.Timeout.String(), cfg.Quiet.String(), cfg.PortRange, cfg.clientSysctls()
 	if cfg.Timeout == 0 {
 		w.Timeout = "kernel"
@@ -208,6 +212,10 @@ func (b *bench) run(ctx context.Context) (err error) {
 		b.mu.Unlock()
 	}()
 
+	if err := probeDevice(ctx, topo.Client, cfg.DeviceAddr.Addr(), readyTimeout); err != nil {
+		return err
+	}
+
 	prog := &progress{start: time.Now(), plan: cfg.Schedule.Duration() + cfg.Quiet, quiet: cfg.Quiet,
 		stats: func() (int, map[string]uint64, int) {
 			b.mu.Lock()
@@ -343,7 +351,7 @@ func (b *bench) startClient(ctx context.Context, prog *progress, stopped chan<- 
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	cc := ClientConfig{Target: fmt.Sprintf("%s:%d", cfg.DeviceAddr.Addr(), DefaultPort), Schedule: cfg.Schedule,
-		Concurrency: cfg.Concurrency, Linger0: cfg.Linger0, Timeout: cfg.Timeout}
+		Concurrency: cfg.Concurrency, Linger0: cfg.Linger0, Timeout: cfg.Timeout, WaitEOF: cfg.WaitEOF}
 	js, _ := json.Marshal(cc)
 	onLine := func(line []byte) {
 		var ev ClientEvent

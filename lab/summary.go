@@ -17,12 +17,13 @@ type Closer uint8
 
 // Closers.
 const (
-	CloserNone      Closer = iota // no FIN or RST seen
-	CloserDevice                  // the device's FIN came first and the client's FIN acked it
-	CloserClient                  // the client's FIN came first and the device's FIN acked it
-	CloserCrossed                 // the FINs crossed: neither acked the other's (simultaneous close)
-	CloserDeviceRST               // the device reset the connection before any FIN
-	CloserClientRST               // the client reset the connection before any FIN
+	CloserNone        Closer = iota // no FIN or RST seen
+	CloserDevice                    // the device's FIN came first and the client's FIN acked it
+	CloserClient                    // the client's FIN came first and the device's FIN acked it
+	CloserCrossed                   // the FINs crossed: neither acked the other's (simultaneous close)
+	CloserDeviceRST                 // the device reset the connection before any FIN
+	CloserClientRST                 // the client reset the connection before any FIN
+	CloserNoHandshake               // the device never answered the SYN with SYN+ACK
 	closerCount
 )
 
@@ -41,6 +42,8 @@ func (c Closer) String() string {
 		return "device-rst"
 	case CloserClientRST:
 		return "client-rst"
+	case CloserNoHandshake:
+		return "no-handshake"
 	}
 	return fmt.Sprintf("closer(%d)", uint8(c))
 }
@@ -49,8 +52,10 @@ func (c Closer) String() string {
 // come to show the RST was ignored rather than crossed in flight.
 const ignoredRSTGap = 5 * time.Millisecond
 
-// duelIdle ends a duel after this much silence on its 4-tuple.
-const duelIdle = 10 * time.Second
+// duelIdle ends a duel after this much silence on its 4-tuple (the
+// analysis package's default duel gap; SYN retransmissions back off to
+// 16 s and more).
+const duelIdle = 30 * time.Second
 
 // Duel is a run of segments on one 4-tuple in which a stack ignores the
 // other's RSTs and the exchange goes on (the lab's working definition until
@@ -72,6 +77,7 @@ func (d *Duel) Duration() time.Duration { return d.End.Sub(d.Start) }
 type tupleState struct {
 	isn          segment.Seq // the client's SYN seq of the current incarnation
 	started      bool
+	synAcked     bool // the device answered with SYN+ACK
 	closer       Closer
 	clientFIN    bool
 	clientFINEnd segment.Seq
@@ -79,8 +85,11 @@ type tupleState struct {
 	deviceFINEnd segment.Seq
 	rstFrom      int // 0 none, 1 client, 2 device
 	rstAt        time.Time
-	duel         *Duel
-	last         time.Time
+	// since the last RST (itself included): segments, client SYNs, and
+	// segments after the client stopped
+	sinceRST, synsSinceRST, afterSinceRST int
+	duel                                  *Duel
+	last                                  time.Time
 }
 
 // Summary tallies what crossed the bridge: connections, who closed first,
@@ -175,9 +184,16 @@ func (s *Summary) AddSegment(t time.Time, seg *segment.Segment) {
 			s.SYNRetransmits++
 		} else {
 			s.finish(st)
-			*st = tupleState{isn: seg.Seq, started: true, duel: st.duel, last: t}
+			// A RST of the last incarnation stays pending: the device may
+			// still hold the old connection and ignore it.
+			*st = tupleState{isn: seg.Seq, started: true, duel: st.duel, last: t,
+				rstFrom: st.rstFrom, rstAt: st.rstAt, sinceRST: st.sinceRST,
+				synsSinceRST: st.synsSinceRST, afterSinceRST: st.afterSinceRST}
 			s.Connections++
 		}
+	}
+	if from == 2 && f.Has(segment.SYN|segment.ACK) {
+		st.synAcked = true
 	}
 	if f&segment.RST != 0 {
 		if from == 1 {
@@ -192,11 +208,14 @@ func (s *Summary) AddSegment(t time.Time, seg *segment.Segment) {
 				st.closer = CloserDeviceRST
 			}
 		}
-	} else if st.rstFrom != 0 && st.rstFrom != from && t.Sub(st.rstAt) > ignoredRSTGap {
-		// The receiver of a RST sent again: the RST was ignored.
+	} else if st.rstFrom != 0 && st.rstFrom != from && f&segment.SYN == 0 && t.Sub(st.rstAt) > ignoredRSTGap {
+		// The receiver of a RST sent again on the connection it reset
+		// (not a SYN or SYN+ACK of a new one): the RST was ignored.
 		s.IgnoredRSTs++
 		if st.duel == nil {
-			st.duel = &Duel{Client: tup.Src, Device: tup.Dst, Start: st.rstAt, Segments: 1}
+			// The duel starts with the ignored RST: count what came since.
+			st.duel = &Duel{Client: tup.Src, Device: tup.Dst, Start: st.rstAt,
+				Segments: st.sinceRST, SYNs: st.synsSinceRST, AfterStop: st.afterSinceRST}
 			s.Duels = append(s.Duels, st.duel)
 		}
 		st.duel.IgnoredRSTs++
@@ -204,6 +223,14 @@ func (s *Summary) AddSegment(t time.Time, seg *segment.Segment) {
 	}
 	if f&segment.RST != 0 {
 		st.rstFrom, st.rstAt = from, t
+		st.sinceRST, st.synsSinceRST, st.afterSinceRST = 0, 0, 0
+	}
+	st.sinceRST++
+	if from == 1 && f&segment.SYN != 0 {
+		st.synsSinceRST++
+	}
+	if afterStop {
+		st.afterSinceRST++
 	}
 	if d := st.duel; d != nil {
 		d.Segments++
@@ -251,7 +278,9 @@ func (s *Summary) finish(st *tupleState) {
 		return
 	}
 	c := st.closer
-	if c == CloserNone {
+	if !st.synAcked {
+		c = CloserNoHandshake
+	} else if c == CloserNone {
 		switch {
 		case st.deviceFIN && !st.clientFIN:
 			c = CloserDevice

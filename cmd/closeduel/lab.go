@@ -2,22 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/closeduel/closeduel/analysis"
-	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/lab"
-	"github.com/closeduel/closeduel/nfq"
-	"github.com/closeduel/closeduel/verdictlog"
 )
 
 // labCommand is `closeduel lab`: one experiment on the built-in bench.
@@ -46,6 +40,7 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 			&cli.StringFlag{Name: "ports", Usage: "client local port range LOW-HIGH, e.g. 40000-40001 to force 4-tuple reuse"},
 			&cli.IntFlag{Name: "concurrency", Value: 1, Usage: "requests in flight at most"},
 			&cli.BoolFlag{Name: "linger0", Usage: "client sets SO_LINGER 0 (its close sends RST)"},
+			&cli.StringFlag{Name: "client-close", Value: "head", Usage: "head: close once the response head is in (races the device's FIN, as curl -I); eof: wait for the device's close first"},
 			&cli.DurationFlag{Name: "timeout", Value: lab.DefaultTimeout, Usage: "per-request timeout; 0: the kernel's SYN retries decide"},
 			&cli.StringFlag{Name: "rfc1337", Usage: "client net.ipv4.tcp_rfc1337 (0 or 1; default: the kernel's)"},
 			&cli.StringFlag{Name: "tw-reuse", Usage: "client net.ipv4.tcp_tw_reuse (0, 1 or 2)"},
@@ -96,6 +91,13 @@ func labAction(c *cli.Context) error {
 	if cfg.Schedule, err = lab.ParseSchedule(c.String("schedule")); err != nil {
 		return bad(err)
 	}
+	switch c.String("client-close") {
+	case "head":
+	case "eof":
+		cfg.WaitEOF = true
+	default:
+		return bad(fmt.Errorf("lab: --client-close %q: want head or eof", c.String("client-close")))
+	}
 	cfg.Pool = c.Int("pool")
 	if cfg.Pool == 0 {
 		cfg.Pool = -1 // no limit
@@ -127,7 +129,12 @@ func labAction(c *cli.Context) error {
 		cfg.Experiment = lab.DefaultExperiment + "-linux"
 	}
 	if !c.Bool("no-inline") {
-		cfg.Inline = &engineInline{rules: cfg.Rules, queue: 7}
+		decider, info, err := loadDecider(cfg.Rules)
+		if err != nil {
+			return bad(err)
+		}
+		cfg.Inline = &lab.Engine{Decider: decider, Rules: cfg.Rules, RulesSHA256: info.sha256,
+			Experiment: info.experiment, Version: version, Summary: summaryFields}
 	}
 	if !c.Bool("lab-summary") {
 		cfg.Report = analysisReport(c.Context)
@@ -172,76 +179,6 @@ func analysisReport(ctx context.Context) func(io.Writer, *lab.Result) error {
 		fmt.Fprintln(w, "\nlab summary")
 		return lab.WriteSummaryReport(w, r)
 	}
-}
-
-// engineInline puts closeduel's engine on the lab's bridge: the verdict log,
-// the NFQUEUE engine with the rule file's decider, and the iptables hook.
-type engineInline struct {
-	rules  string
-	queue  uint16
-	vlog   *verdictlog.Writer
-	engine *nfq.Engine
-	hook   *bridgehook.Hook
-	cancel context.CancelFunc
-	done   chan error
-}
-
-// Start implements lab.Inline.
-func (e *engineInline) Start(ctx context.Context, env lab.InlineEnv) (err error) {
-	decider, info, err := loadDecider(e.rules)
-	if err != nil {
-		return err
-	}
-	e.vlog, err = verdictlog.Open(verdictlog.Config{
-		JSONPath: filepath.Join(env.Dir, lab.FileVerdicts), PcapPath: filepath.Join(env.Dir, lab.FileCapture),
-		SnapLen: verdictlog.DefaultSnapLen, Buffer: 16384, Version: version,
-	})
-	if err != nil {
-		return err
-	}
-	if e.rules != "" {
-		e.vlog.RulesLoaded(time.Now(), e.rules, info.sha256, info.experiment)
-	}
-	e.engine, err = nfq.Open(nfq.Config{Queue: e.queue, NetNS: env.NetNS, Decider: decider, Recorder: e.vlog})
-	if err != nil {
-		return errors.Join(err, e.vlog.Close())
-	}
-	hosts := []netip.Prefix{netip.PrefixFrom(env.Client, 32), netip.PrefixFrom(env.Device, 32)}
-	e.hook, err = bridgehook.Install(ctx, bridgehook.Config{NetNS: env.NetNS, Queue: e.queue, Bridge: env.Bridge, Hosts: hosts})
-	if err != nil {
-		return errors.Join(err, e.engine.Close(), e.vlog.Close())
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done = cancel, make(chan error, 1)
-	go func() { e.done <- e.engine.Run(runCtx) }()
-	return nil
-}
-
-// Counts implements lab.Inline.
-func (e *engineInline) Counts() (uint64, map[string]uint64) {
-	if e.engine == nil {
-		return 0, nil
-	}
-	s := e.engine.Stats()
-	return s.Packets, s.ByAction
-}
-
-// Stop implements lab.Inline: the hook goes first so nothing new is
-// queued, then the engine releases what it holds and the log is flushed.
-func (e *engineInline) Stop() error {
-	if e.engine == nil {
-		return nil
-	}
-	errs := []error{e.hook.Remove()}
-	e.cancel()
-	if err := <-e.done; err != nil {
-		errs = append(errs, fmt.Errorf("lab: engine: %w", err))
-	}
-	stats := e.engine.Stats()
-	errs = append(errs, e.engine.Close())
-	e.vlog.Summary(summaryFields(stats))
-	errs = append(errs, e.vlog.Close())
-	return errors.Join(errs...)
 }
 
 // isTerminal reports whether f is a terminal.

@@ -1,0 +1,122 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/verdictlog"
+)
+
+// DefaultQueue is the NFQUEUE number the lab's engine binds (queues are
+// per namespace, so two labs do not collide).
+const DefaultQueue = 7
+
+// Engine is the Inline that puts closeduel's engine on the lab's bridge:
+// the verdict log (verdicts.jsonl and capture.pcapng in the run
+// directory), the NFQUEUE engine with Decider, and the iptables hook that
+// queues the client's and the device's TCP.
+type Engine struct {
+	// Decider decides every segment (nil: observe only).
+	Decider nfq.Decider
+	// Rules, RulesSHA256 and Experiment describe the rule file for the
+	// verdict log ("" when observing only).
+	Rules, RulesSHA256, Experiment string
+	// Version is closeduel's version for the log's header.
+	Version string
+	// Queue is the NFQUEUE number (default DefaultQueue).
+	Queue uint16
+	// Summary, when set, turns the engine's final statistics into the
+	// verdict log's summary record.
+	Summary func(nfq.Snapshot) map[string]uint64
+
+	mu     sync.Mutex
+	vlog   *verdictlog.Writer
+	engine *nfq.Engine
+	hook   *bridgehook.Hook
+	cancel context.CancelFunc
+	done   chan error
+	final  nfq.Snapshot
+}
+
+// Start implements Inline.
+func (e *Engine) Start(ctx context.Context, env InlineEnv) error {
+	decider := e.Decider
+	if decider == nil {
+		decider = nfq.Observe{}
+	}
+	queue := e.Queue
+	if queue == 0 {
+		queue = DefaultQueue
+	}
+	vlog, err := verdictlog.Open(verdictlog.Config{
+		JSONPath: filepath.Join(env.Dir, FileVerdicts), PcapPath: filepath.Join(env.Dir, FileCapture),
+		SnapLen: verdictlog.DefaultSnapLen, Buffer: 16384, Version: e.Version,
+	})
+	if err != nil {
+		return fmt.Errorf("lab: verdict log: %w", err)
+	}
+	if e.Rules != "" {
+		vlog.RulesLoaded(time.Now(), e.Rules, e.RulesSHA256, e.Experiment)
+	}
+	engine, err := nfq.Open(nfq.Config{Queue: queue, NetNS: env.NetNS, Decider: decider, Recorder: vlog})
+	if err != nil {
+		return errors.Join(fmt.Errorf("lab: engine: %w", err), vlog.Close())
+	}
+	hosts := []netip.Prefix{netip.PrefixFrom(env.Client, env.Client.BitLen()), netip.PrefixFrom(env.Device, env.Device.BitLen())}
+	hook, err := bridgehook.Install(ctx, bridgehook.Config{NetNS: env.NetNS, Queue: queue, Bridge: env.Bridge, Hosts: hosts})
+	if err != nil {
+		return errors.Join(fmt.Errorf("lab: hook: %w", err), engine.Close(), vlog.Close())
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- engine.Run(runCtx) }()
+	e.mu.Lock()
+	e.vlog, e.engine, e.hook, e.cancel, e.done = vlog, engine, hook, cancel, done
+	e.mu.Unlock()
+	return nil
+}
+
+// Counts implements Inline.
+func (e *Engine) Counts() (uint64, map[string]uint64) {
+	e.mu.Lock()
+	engine := e.engine
+	e.mu.Unlock()
+	if engine == nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.final.Packets, e.final.ByAction
+	}
+	s := engine.Stats()
+	return s.Packets, s.ByAction
+}
+
+// Stop implements Inline: the hook goes first so nothing new is queued,
+// then the engine releases what it holds and the log is flushed.
+func (e *Engine) Stop() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.engine == nil {
+		return nil
+	}
+	errs := []error{e.hook.Remove()}
+	e.cancel()
+	if err := <-e.done; err != nil {
+		errs = append(errs, fmt.Errorf("lab: engine: %w", err))
+	}
+	stats := e.engine.Stats()
+	e.final = stats
+	errs = append(errs, e.engine.Close())
+	if e.Summary != nil {
+		e.vlog.Summary(e.Summary(stats))
+	}
+	errs = append(errs, e.vlog.Close())
+	e.engine = nil
+	return errors.Join(errs...)
+}
