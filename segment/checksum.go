@@ -13,17 +13,30 @@ var errShort = errors.New("segment: packet shorter than its headers")
 // its Segment describes (a Segment from another packet, or a zero one).
 var errMismatch = errors.New("segment: packet does not match its segment's header lengths")
 
-// sum16 adds data as big-endian 16-bit words to an unfolded sum.
+// sum16 adds data as big-endian 16-bit words to a one's-complement sum and
+// returns it folded to 16 bits. It reads 32-bit words: 2^16 is 1 modulo
+// 0xffff, so their sum folds to the same value as that of the 16-bit ones.
 func sum16(sum uint32, data []byte) uint32 {
-	n := len(data)
-	i := 0
-	for ; i+1 < n; i += 2 {
-		sum += uint32(data[i])<<8 | uint32(data[i+1])
+	s := uint64(sum)
+	for len(data) >= 8 {
+		s += uint64(binary.BigEndian.Uint32(data)) + uint64(binary.BigEndian.Uint32(data[4:]))
+		data = data[8:]
 	}
-	if i < n {
-		sum += uint32(data[i]) << 8
+	if len(data) >= 4 {
+		s += uint64(binary.BigEndian.Uint32(data))
+		data = data[4:]
 	}
-	return sum
+	if len(data) >= 2 {
+		s += uint64(binary.BigEndian.Uint16(data))
+		data = data[2:]
+	}
+	if len(data) == 1 {
+		s += uint64(data[0]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return uint32(s)
 }
 
 // fold folds a 32-bit one's-complement sum and returns its complement.

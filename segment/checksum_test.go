@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -252,5 +253,33 @@ func TestChecksumErrors(t *testing.T) {
 				t.Errorf("FixChecksums changed the packet (-before +after):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestSum16 checks the word-at-a-time sum against onesSum on random data
+// of every length up to 130 octets, all-ones data (the most carries)
+// included, with and without a starting sum.
+func TestSum16(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := range 131 {
+		for _, fillWith := range []func(b []byte){
+			func(b []byte) { fill(r, b) },
+			func(b []byte) {
+				for i := range b {
+					b[i] = 0xff
+				}
+			},
+		} {
+			b := make([]byte, n)
+			fillWith(b)
+			if got, want := sum16(0, b), uint32(onesSum(b)); got != want {
+				t.Errorf("sum16 of %d octets %x = %#x, want %#x", n, b, got, want)
+			}
+			// A starting sum counts as one more word in front.
+			start := uint32(r.IntN(0x10000))
+			if got, want := sum16(start, b), uint32(onesSum(append([]byte{byte(start >> 8), byte(start)}, b...))); got != want {
+				t.Errorf("sum16(%#x) of %d octets %x = %#x, want %#x", start, n, b, got, want)
+			}
+		}
 	}
 }
