@@ -46,15 +46,19 @@ var (
 		"duplicate":       {"gap"},
 		"hold-until-next": {"max"},
 	}
-	rewriteKeys  = []string{"flags", "set", "clear", "seq", "ack", "window", "strip-options"}
-	injectKeys   = []string{"flags", "toward", "seq", "ack", "window", "count", "before", "original"}
-	distNames    = []string{"uniform", "normal", "exponential"}
-	towardNames  = []string{"client", "device", "sender", "receiver"}
-	maxDelay     = time.Minute
-	maxHold      = time.Minute
-	defaultHold  = time.Second
-	maxDupCount  = 16
-	maxDupGap    = 10 * time.Second
+	rewriteKeys = []string{"flags", "set", "clear", "seq", "ack", "window", "strip-options"}
+	injectKeys  = []string{"flags", "toward", "seq", "ack", "window", "count", "before", "original"}
+	distNames   = []string{"uniform", "normal", "exponential"}
+	towardNames = []string{"client", "device", "sender", "receiver"}
+)
+
+// Bounds of the actions' parameters.
+const (
+	maxDelay    = time.Minute
+	maxHold     = time.Minute
+	defaultHold = time.Second
+	maxDupCount = 16
+	maxDupGap   = 10 * time.Second
 )
 
 type distKind uint8
@@ -197,7 +201,10 @@ func (p *parser) action(n *yaml.Node, f *File, m *match, a *action) {
 	w := "do: " + act.key
 	switch act.key {
 	case "pass", "drop", "log-only":
-		p.errAt(act.v, "%s takes no value: write do: %s", w, act.key)
+		if v := deref(act.v); !isNull(v) && !(v.Kind == yaml.ScalarNode && v.ShortTag() == "!!bool" && v.Value == "true") {
+			p.errAt(act.v, "%s takes no value: write do: %s", w, act.key)
+		}
+		a.kind = actionKind(indexOf(actionNames, act.key))
 	case "delay":
 		a.kind = actDelay
 		a.delay, _ = p.duration(act.v, w, maxDelay)

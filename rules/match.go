@@ -69,17 +69,17 @@ type match struct {
 
 	states [2]uint16 // by Role: bit per track.State; 0 means any
 
-	acks                                  uint8
+	acks                                 uint8
 	retrans, keepAlive, reuses, afterRST tri
-	firstCloser                           Role
-	hasFirstCloser                        bool
+	firstCloser                          Role
+	hasFirstCloser                       bool
 
-	nth, every       uint32
-	after, until     time.Duration
+	nth, every         uint32
+	after, until       time.Duration
 	hasAfter, hasUntil bool
-	prob             float64
-	hasProb          bool
-	limit, limitConn uint64
+	prob               float64
+	hasProb            bool
+	limit, limitConn   uint64
 }
 
 // counts reports whether the rule keeps per-connection counters.

@@ -60,7 +60,11 @@ func (p *parser) decodeYAML(data []byte) *yaml.Node {
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		p.errAt(&extra, "a second YAML document: a rule file holds exactly one")
+		at := &extra
+		if len(extra.Content) > 0 {
+			at = extra.Content[0]
+		}
+		p.errAt(at, "a second YAML document: a rule file holds exactly one")
 		return nil
 	} else if !errors.Is(err, io.EOF) {
 		p.syntaxError(err)
@@ -73,32 +77,62 @@ func (p *parser) decodeYAML(data []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
+// parserProblems are yaml.v3's messages that come from its parser rather
+// than its scanner. For them yaml.v3 reports the 0-based line of the
+// construct it was parsing (a known off-by-one); for scanner errors the
+// 1-based line.
+var parserProblems = []string{
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"did not find expected '-' indicator",
+	"did not find expected <document start>",
+	"did not find expected <stream-start>",
+	"did not find expected key",
+	"did not find expected node content",
+	"found undefined tag handle",
+	"found duplicate %TAG directive",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+}
+
+// syntaxError turns a yaml.v3 syntax error into an Error. yaml.v3 gives
+// only the line of the construct it was parsing, so the column is
+// inferred: a tab in indentation is found exactly; an unclosed { or [ is
+// pointed at; otherwise the column is where the line's text starts.
 func (p *parser) syntaxError(err error) {
 	msg := err.Error()
-	line := 1
+	line := 0
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	if line > len(p.lines) {
-		line = len(p.lines)
+	if contains(parserProblems, msg) {
+		line++
 	}
-	if line < 1 {
-		line = 1
-	}
-	col := 1
-	text := p.lines[line-1]
-	for i, c := range text {
-		if c == '\t' {
-			col = i + 1
-			msg += " (a tab: YAML indents with spaces)"
-			break
+	line = min(max(line, 1), len(p.lines))
+	if strings.Contains(msg, "tab character") || msg == "found character that cannot start any token" {
+		for l := line; l <= len(p.lines); l++ {
+			text := p.lines[l-1]
+			lead := len(text) - len(bytes.TrimLeft(text, " \t"))
+			if i := bytes.IndexByte(text[:lead], '\t'); i >= 0 {
+				p.errAtPos(l, i+1, "YAML syntax: a tab in the indentation: YAML indents with spaces")
+				return
+			}
 		}
-		if c != ' ' {
-			col = i + 1
-			break
+	}
+	text := p.lines[line-1]
+	col := len(text) - len(bytes.TrimLeft(text, " ")) + 1
+	for _, open := range []struct {
+		problem string
+		bracket byte
+	}{{"did not find expected ',' or '}'", '{'}, {"did not find expected ',' or ']'", '['}} {
+		if msg == open.problem {
+			if i := bytes.IndexByte(text, open.bracket); i >= 0 {
+				col = i + 1
+				msg += fmt.Sprintf(": the %c here is never closed", open.bracket)
+			}
 		}
 	}
 	p.errAtPos(line, col, "YAML syntax: "+msg)
