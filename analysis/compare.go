@@ -111,7 +111,7 @@ func (f *Figure) FormatChange() string {
 func WriteCompareText(w io.Writer, c *Comparison) error {
 	ew := &errWriter{w: w}
 	ew.printf("A: %s\nB: %s\n\n", inputNames(c.A), inputNames(c.B))
-	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "figure\tA\tB\tchange\t\n")
 	for i := range c.Figures {
 		f := &c.Figures[i]
