@@ -21,8 +21,9 @@ import (
 // writeChurn writes a synthetic capture of about n packets: HTTP-like
 // connections of ten segments each (handshake, request, response, FIN
 // both ways), 64 of them in flight at once, from 16 clients to one
-// server, with a retransmitted FIN in one in fifty and an RST instead of
-// the final ACK in one in a hundred. It returns the number of packets.
+// server, with a retransmitted response in one in thirty, a retransmitted
+// FIN in one in fifty and an RST instead of the final ACK in one in a
+// hundred. It returns the number of packets.
 func writeChurn(tb testing.TB, path string, n int) int {
 	tb.Helper()
 	f, err := os.Create(path)
@@ -95,6 +96,9 @@ func writeChurn(tb testing.TB, path string, n int) int {
 			emit(server, c.c, A, ss+1, cs+81, 0)
 		case 5:
 			emit(server, c.c, PA, ss+1, cs+81, 200)
+			if rng.IntN(30) == 0 {
+				emit(server, c.c, PA, ss+1, cs+81, 200)
+			}
 		case 6:
 			emit(c.c, server, FA, cs+81, ss+201, 0)
 		case 7:

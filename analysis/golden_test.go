@@ -150,3 +150,23 @@ func TestAgreesWithTshark(t *testing.T) {
 		})
 	}
 }
+
+// TestDifferentialTshark compares the three counts with tshark's on a
+// synthetic churn of about 2,000 connections with retransmitted
+// responses and FINs and RSTs at random.
+func TestDifferentialTshark(t *testing.T) {
+	requireTool(t, "tshark")
+	p := filepath.Join(t.TempDir(), "churn.pcap")
+	writeChurn(t, p, 20_000)
+	r := analyzeFiles(t, Config{}, p)
+	streams, retrans, rsts := tsharkCounts(t, p)
+	want := []int{streams, retrans, rsts}
+	got := []int{r.Totals.Connections, r.Totals.Retransmissions, r.Totals.RSTs}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("[streams retransmissions RSTs] (-tshark +closeduel):\n%s", diff)
+	}
+	t.Logf("connections, retransmissions, RSTs: tshark %v, closeduel %v", want, got)
+	if retrans < 50 || rsts < 10 {
+		t.Errorf("the capture has too few events to compare: %d retransmissions, %d RSTs", retrans, rsts)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/topology"
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -313,6 +314,44 @@ func TestMakeLabCaptures(t *testing.T) {
 	for _, lc := range labCaptures {
 		t.Run(lc.name, func(t *testing.T) {
 			lc.make(t, filepath.Join("testdata", lc.name+".pcap"))
+		})
+	}
+}
+
+// TestLabCapturesReproduce makes each lab capture again with the real
+// stacks and checks that it yields what the committed one does (the
+// figures that do not depend on timing) and agrees with tshark.
+func TestLabCapturesReproduce(t *testing.T) {
+	roottest.Require(t)
+	if testing.Short() {
+		t.Skip("skipped in -short mode: takes about 20 s")
+	}
+	for _, lc := range labCaptures {
+		t.Run(lc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), lc.name+".pcap")
+			lc.make(t, p)
+			r := analyzeFiles(t, Config{}, p)
+			want := knownAnswers[lc.name]
+			got := outcomeOf(r)
+			got.Close, got.Closer, got.History, got.Causes, got.Turns = nil, nil, nil, nil, nil
+			if lc.name == "linux-time-wait-reuse" {
+				// How many SYNs the client sends before it gives up, and
+				// whether the bulk transfer retransmits, vary with timing.
+				if got.SYNRetrans < 2 || len(r.Duels) != 1 || r.Duels[0].Cause != CauseHeldTuple || r.Duels[0].Turns < 4 {
+					t.Errorf("SYN retransmissions %d, duels %+v: want at least 2 and one %s duel with 4 turns or more", got.SYNRetrans, r.Duels, CauseHeldTuple)
+				}
+				want.Retrans, want.SYNRetrans, want.RSTs, want.DuelSegments = 0, 0, 0, 0
+				got.Retrans, got.SYNRetrans, got.RSTs, got.DuelSegments = 0, 0, 0, 0
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-committed +made now):\n%s", diff)
+			}
+			if _, err := exec.LookPath("tshark"); err == nil {
+				streams, retrans, rsts := tsharkCounts(t, p)
+				if diff := cmp.Diff([]int{streams, retrans, rsts}, []int{r.Totals.Connections, r.Totals.Retransmissions, r.Totals.RSTs}); diff != "" {
+					t.Errorf("[streams retransmissions RSTs] (-tshark +closeduel):\n%s", diff)
+				}
+			}
 		})
 	}
 }
