@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,14 +28,16 @@ type proc struct {
 	mu     sync.Mutex
 }
 
-// startProc runs argv in namespace ns, pinned to the bench's CPU (and with
-// a real-time priority when realtime is set, so that its timers fire on
-// time on a busy machine). It is stopped with SIGTERM when ctx is done
-// (SIGKILL 3 s later) and killed if this process dies.
+// startProc runs argv in namespace ns, pinned to a CPU. A realtime
+// process (the client, whose timers must fire on time on a busy machine)
+// gets a real-time priority and the CPU next to the packet path's, so that
+// it can never starve the packet path's softirq work; the others share the
+// packet path's CPU. It is stopped with SIGTERM when ctx is done (SIGKILL 3
+// s later) and killed if this process dies.
 func startProc(ctx context.Context, name, ns string, realtime bool, env []string, argv []string, log io.Writer, onLine func([]byte)) (*proc, error) {
 	full := append([]string{"taskset", "-c", pinnedCPU}, argv...)
 	if realtime {
-		full = append([]string{"chrt", "--fifo", realtimePriority}, full...)
+		full = append([]string{"chrt", "--fifo", realtimePriority, "taskset", "-c", clientCPU()}, argv...)
 	}
 	cmd := netns.Command(ctx, ns, full...)
 	cmd.Env = append(os.Environ(), env...)
@@ -114,6 +117,15 @@ func (p *proc) exitErr() error {
 		}
 	}
 	return fmt.Errorf("lab: %s: %w: %s", p.name, p.err, strings.TrimSpace(p.stderrText()))
+}
+
+// clientCPU returns the CPU for the real-time client: the one after the
+// packet path's, or the packet path's own on a single-CPU machine.
+func clientCPU() string {
+	if runtime.NumCPU() > 1 {
+		return "1"
+	}
+	return pinnedCPU
 }
 
 type lockedWriter struct {

@@ -57,7 +57,11 @@ type Record struct {
 		Namespaces []string `yaml:"namespaces,flow"`
 		ClientAddr string   `yaml:"client_addr"`
 		DeviceAddr string   `yaml:"device_addr"`
-		PinnedCPU  string   `yaml:"pinned_cpu"`
+		// PacketCPU takes every port's receive processing (RPS) and the
+		// device; ClientCPU the client, at SCHED_FIFO ClientPriority.
+		PacketCPU      string `yaml:"packet_cpu"`
+		ClientCPU      string `yaml:"client_cpu"`
+		ClientPriority string `yaml:"client_priority"`
 	} `yaml:"topology"`
 	Device struct {
 		Kind     DeviceKind `yaml:"kind"`

@@ -75,7 +75,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		w.Timeout = "kernel"
 	}
 	rec.Rules, rec.Inline = cfg.Rules, cfg.Inline != nil
-	rec.Topology.ClientAddr, rec.Topology.DeviceAddr, rec.Topology.PinnedCPU = cfg.ClientAddr.String(), cfg.DeviceAddr.String(), pinnedCPU
+	rec.Topology.ClientAddr, rec.Topology.DeviceAddr = cfg.ClientAddr.String(), cfg.DeviceAddr.String()
+	rec.Topology.PacketCPU, rec.Topology.ClientCPU, rec.Topology.ClientPriority = pinnedCPU, clientCPU(), "SCHED_FIFO "+realtimePriority
 	rec.Topology.Name = cfg.Name
 
 	// From here on every path writes run.yaml.
