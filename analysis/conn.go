@@ -24,6 +24,8 @@ type dirState struct {
 	next     segment.Seq // highest seq+len sent so far
 	nextSet  bool
 	nextTime int64 // when next last advanced
+	sentEnd  segment.Seq // highest seq+len of the segments other than RSTs
+	sentSet  bool
 	win      uint32
 	wscale   int8 // from the SYN; -1 when none
 	finSeen  bool
@@ -285,6 +287,9 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 		firstRTT = c.ackTime - c.synTime
 	}
 	retrans = seqCheck(s, seg, now, firstRTT)
+	if f&segment.RST == 0 && (!s.sentSet || s.sentEnd.LessThan(seg.End())) {
+		s.sentEnd, s.sentSet = seg.End(), true
+	}
 	if retrans {
 		c.retrans++
 		if f&(segment.SYN|segment.ACK) == segment.SYN {
@@ -310,7 +315,7 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 	case f&(segment.SYN|segment.ACK|segment.RST) == segment.SYN|segment.ACK:
 		s.wscale = seg.WindowScale
 		if o.synSeen && seg.Ack == o.isn+1 {
-			if !s.synSeen || s.isn != seg.Seq || !c.synAcked {
+			if !c.synAcked {
 				s.isn = seg.Seq
 			}
 			s.synSeen = true
@@ -321,9 +326,11 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 			}
 		}
 	case f&(segment.ACK|segment.RST|segment.SYN) == segment.ACK:
-		if di == 1 && o.synSeen && !c.synAcked && seg.Ack != o.isn+1 {
+		if di == 1 && o.synSeen && !c.synAcked && !ackInRange(seg.Ack, o) {
 			// The responder answers the SYN with an ACK of another
-			// incarnation: it still holds the tuple.
+			// incarnation: it still holds the tuple. (An ACK of what the
+			// originator did send, as when the capture missed the
+			// SYN+ACK, is none.)
 			stale = true
 			c.conflict = true
 			c.twReuse = true
@@ -378,6 +385,13 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 		}
 	}
 	return retrans, stale
+}
+
+// ackInRange reports whether ack acknowledges something between the ISN
+// of d and the end of what d sent (RSTs aside: their sequence number is
+// whatever the ACK they answer asked for).
+func ackInRange(ack segment.Seq, d *dirState) bool {
+	return d.sentSet && !ack.LessThan(d.isn+1) && !d.sentEnd.LessThan(ack)
 }
 
 // closeKind says how the incarnation ended.
