@@ -363,10 +363,10 @@ func (p *parser) flags(n *yaml.Node, what string) (segment.Flags, bool) {
 		}
 		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == '+' || r == ',' || r == '|' || r == ' ' }) {
 			f, ok := segment.ParseFlags(part)
-			if !ok || f == 0 {
+			if !ok || f == 0 || part != strings.ToUpper(part) {
 				p.errAt(it, "%s: unknown flag %q%s; expected %s", what, part, didYouMean(strings.ToUpper(part), flagNames), strings.Join(flagNames, ", "))
 				good = false
-				continue
+				break // one error per value
 			}
 			out |= f
 		}
@@ -446,9 +446,15 @@ func (p *parser) states(n *yaml.Node, what string) uint16 {
 			continue
 		}
 		st, ok := track.ParseState(s)
-		if !ok {
-			norm := strings.ReplaceAll(strings.ToLower(s), "_", "-")
-			p.errAt(it, "%s: unknown state %q%s; expected one of %s", what, s, didYouMean(norm, track.StateNames()), strings.Join(track.StateNames(), ", "))
+		if !ok || st.String() != s {
+			// One spelling only, the one the JSON Schema knows.
+			hint := ""
+			if ok {
+				hint = fmt.Sprintf(" (did you mean %q?)", st.String())
+			} else {
+				hint = didYouMean(strings.ReplaceAll(strings.ToLower(s), "_", "-"), track.StateNames())
+			}
+			p.errAt(it, "%s: unknown state %q%s; expected one of %s", what, s, hint, strings.Join(track.StateNames(), ", "))
 			continue
 		}
 		set |= 1 << st

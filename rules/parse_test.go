@@ -149,6 +149,14 @@ rules:
     when: { payload: "5..2" }
     do: drop
 `, []string{`6:22: when: payload: the range "5..2" is empty`}},
+		{"flag in lower case", head + `  - name: a
+    when: { flags: rst+ack }
+    do: drop
+`, []string{`6:20: when: flags: unknown flag "rst" (did you mean "RST"?); expected FIN, SYN, RST, PSH, ACK, URG, ECE, CWR`}},
+		{"state in RFC spelling", head + `  - name: a
+    when: { device: TIME_WAIT }
+    do: drop
+`, []string{`6:21: when: device: unknown state "TIME_WAIT" (did you mean "time-wait"?); expected one of closed, listen, syn-sent, syn-received, established, fin-wait-1, fin-wait-2, close-wait, closing, last-ack, time-wait`}},
 		{"unknown flag", head + `  - name: a
     when: { has: [FNI, ACK] }
     do: drop
