@@ -94,3 +94,36 @@ func TestConcurrentOrder(t *testing.T) {
 			events, lostMarked, toggles, st.Written, st.Lost, perProd/100)
 	}
 }
+
+// TestFlushUnderLoad keeps the writer busy for several flush intervals
+// and checks that it still flushes on time: Written must grow while events
+// keep coming, not only at Close.
+func TestFlushUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(Config{JSONPath: filepath.Join(dir, "v.jsonl"), PcapPath: filepath.Join(dir, "v.pcapng"), Buffer: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := synEvent(t, 1)
+	start := time.Now()
+	var writtenDuringLoad uint64
+	for time.Since(start) < 5*flushInterval {
+		for range 1000 {
+			w.Record(&ev)
+		}
+		if time.Since(start) > 3*flushInterval {
+			writtenDuringLoad = max(writtenDuringLoad, w.Stats().Written)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := w.Stats()
+	t.Logf("%d recorded, %d written (%d of them seen written during the load), %d lost", st.Recorded, st.Written, writtenDuringLoad, st.Lost)
+	if writtenDuringLoad == 0 {
+		t.Error("nothing flushed while the writer was busy")
+	}
+	if st.Written+st.Lost != st.Recorded {
+		t.Errorf("Written %d + Lost %d != Recorded %d", st.Written, st.Lost, st.Recorded)
+	}
+}

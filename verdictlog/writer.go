@@ -50,7 +50,7 @@ type Config struct {
 	// Buffer is how many events can wait for the writer goroutine (default
 	// DefaultBuffer). Events that find it full are lost and counted. The
 	// Writer preallocates Buffer slots of SnapLen bytes each when it writes
-	// a pcapng, so this is also its memory bound: about Buffer*(SnapLen+200)
+	// a pcapng, so this is also its memory bound: about Buffer*(SnapLen+300)
 	// bytes once the ring has gone round.
 	Buffer int
 	// Version is closeduel's version, written in the start record and in
@@ -317,13 +317,16 @@ func (w *Writer) wakeWriter() {
 
 // RulesLoaded logs that the rule file file (whose SHA-256 is sha256, in
 // hex), defining the experiment experiment, was loaded at t. The record
-// comes after every event recorded before the call.
+// comes after every event recorded before the call and before every event
+// recorded after it returns. Like Toggled it may be called from any
+// goroutine, never waits for the disk and is never lost: it waits in a
+// short list, not in the ring.
 func (w *Writer) RulesLoaded(t time.Time, file, sha256, experiment string) {
 	w.addControl(control{t: t.UnixNano(), file: file, sha256: sha256, experiment: experiment})
 }
 
-// Toggled logs that rule was switched on (enabled) or off at t. The record
-// comes after every event recorded before the call.
+// Toggled logs that rule was switched on (enabled) or off at t, placed in
+// the log like RulesLoaded's record.
 func (w *Writer) Toggled(t time.Time, rule string, enabled bool) {
 	w.addControl(control{toggle: true, t: t.UnixNano(), rule: rule, enabled: enabled})
 }
@@ -342,12 +345,17 @@ func (w *Writer) addControl(c control) {
 	w.wakeWriter()
 }
 
-// Summary sets counters for the summary record that Close writes last;
-// later calls add keys and replace values. The keys "v", "kind", "t" and
-// "lost" are the record's own and are ignored here.
+// Summary sets counters for the summary record that Close writes last
+// (Close writes one, with the lost count, even when Summary was never
+// called); later calls add keys and replace values, calls after Close do
+// nothing. The keys "v", "kind", "t" and "lost" are the record's own and
+// are ignored here.
 func (w *Writer) Summary(fields map[string]uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
 	for k, v := range fields {
 		switch k {
 		case "v", "kind", "t", "lost":
@@ -408,8 +416,14 @@ func (w *Writer) run() {
 	for {
 		w.parked.Store(true)
 		if w.ring.peek() != nil && w.ring.pending() >= w.wakeAt {
+			// Busy: no need to sleep, but flush on time all the same.
 			w.parked.Store(false)
 			w.drain()
+			select {
+			case <-tick.C:
+				w.flush()
+			default:
+			}
 			continue
 		}
 		select {
