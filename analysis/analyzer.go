@@ -179,7 +179,7 @@ func (a *Analyzer) packet(e *Event) {
 
 // runAdd adds an out-of-connection segment to the tuple's run, starting
 // one when there is none or the last ended more than the gap ago.
-func (a *Analyzer) runAdd(ts *tupleState, c *conn, cause string, seg *segment.Segment, note *Note, t int64) {
+func (a *Analyzer) runAdd(ts *tupleState, c *conn, cause Cause, seg *segment.Segment, note *Note, t int64) {
 	if ts.run != nil && t-ts.run.end > a.gap {
 		a.endRun(ts, false)
 	}

@@ -50,7 +50,7 @@ func outcomeOf(r *Report) outcome {
 		o.History = append(o.History, c.History)
 	}
 	for _, d := range r.Duels {
-		o.Causes = append(o.Causes, d.Cause)
+		o.Causes = append(o.Causes, d.Cause.String())
 		o.Turns = append(o.Turns, d.Turns)
 	}
 	return o
@@ -80,7 +80,7 @@ var scenarios = []struct {
 		},
 		want: outcome{Connections: 1, Duels: 1, DuelSegments: 6, Retrans: 3, RSTs: 4, Ignored: 3,
 			Close: []string{"rst"}, Closer: []string{"resp"}, History: []string{"ShADdrDTrDTrDTr"},
-			Causes: []string{CauseAfterRST}, Turns: []int{5}},
+			Causes: []string{CauseAfterRST.String()}, Turns: []int{5}},
 	},
 	{
 		name: "ACK storm after both FINs",
@@ -94,7 +94,7 @@ var scenarios = []struct {
 			}
 		},
 		want: outcome{Connections: 1, Duels: 1, DuelSegments: 6, Close: []string{"fin"}, Closer: []string{"orig"},
-			History: []string{"ShADdFfAaAaAaA"}, Causes: []string{CauseAfterFIN}, Turns: []int{5}},
+			History: []string{"ShADdFfAaAaAaA"}, Causes: []string{CauseAfterFIN.String()}, Turns: []int{5}},
 	},
 	{
 		name: "lost final ACK recovered from TIME_WAIT is no duel",
@@ -137,7 +137,7 @@ var scenarios = []struct {
 		},
 		want: outcome{Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 9, Retrans: 2, SYNRetrans: 2,
 			RSTs: 3, TWReuse: 1, Close: []string{"fin", "rst"}, Closer: []string{"resp", "orig"},
-			History: []string{"ShADdfFa", "SkRSTkRSTkR"}, Causes: []string{CauseHeldTuple}, Turns: []int{6}},
+			History: []string{"ShADdfFa", "SkRSTkRSTkR"}, Causes: []string{CauseHeldTuple.String()}, Turns: []int{6}},
 	},
 	{
 		name: "refused, half-open and unfinished",

@@ -23,7 +23,7 @@ type dirState struct {
 	isn      segment.Seq
 	next     segment.Seq // highest seq+len sent so far
 	nextSet  bool
-	nextTime int64 // when next last advanced
+	nextTime int64       // when next last advanced
 	sentEnd  segment.Seq // highest seq+len of the segments other than RSTs
 	sentSet  bool
 	win      uint32

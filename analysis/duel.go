@@ -7,12 +7,19 @@ import (
 	"github.com/closeduel/closeduel/segment"
 )
 
-// Duel causes.
+// Cause says what set the stage for a duel. Its values are the JSON
+// words.
+type Cause string
+
+// Duel causes; DEFINITIONS.md defines each.
 const (
-	CauseHeldTuple = "syn-to-held-tuple"
-	CauseAfterRST  = "after-rst"
-	CauseAfterFIN  = "after-fin"
+	CauseHeldTuple Cause = "syn-to-held-tuple" // a SYN met a stale ACK
+	CauseAfterRST  Cause = "after-rst"         // the peer went on after a valid RST
+	CauseAfterFIN  Cause = "after-fin"         // segments after both FINs were acknowledged
 )
+
+// String returns the word.
+func (c Cause) String() string { return string(c) }
 
 // minTurns is the number of direction changes that make a run of
 // out-of-connection segments a duel: A, B, A.
@@ -24,7 +31,7 @@ type duelRun struct {
 	orig       segment.Tuple
 	connID     int
 	start, end int64
-	cause      string
+	cause      Cause
 	trigger    SegmentRef
 	counts     [2]FlagCounts
 	segments   int
@@ -37,7 +44,7 @@ type duelRun struct {
 	qualified  bool
 }
 
-func newRun(c *conn, cause string, t int64) *duelRun {
+func newRun(c *conn, cause Cause, t int64) *duelRun {
 	return &duelRun{orig: c.orig, connID: c.id, start: t, end: t, cause: cause, lastDir: -1}
 }
 

@@ -143,8 +143,8 @@ type Duel struct {
 	// ACK for another incarnation), "after-rst" (the peer kept sending
 	// after a valid RST), "after-fin" (segments after both FINs were
 	// acknowledged).
-	Cause    string `json:"cause"`
-	Segments int    `json:"segments"`
+	Cause    Cause `json:"cause"`
+	Segments int   `json:"segments"`
 	// ByDirection counts the segments per direction and kind:
 	// [orig→resp, resp→orig].
 	ByDirection [2]FlagCounts `json:"by_direction"`
