@@ -52,7 +52,11 @@ func WriteSummaryReport(w io.Writer, r *Result) error {
 			v = append(v, fmt.Sprintf("%s %d", action, n))
 		}
 		sort.Strings(v)
-		fmt.Fprintf(&b, "middlebox (%s): verdicts %s\n", rec.Rules, strings.Join(v, ", "))
+		rules := rec.Rules
+		if rules == "" {
+			rules = "observe only"
+		}
+		fmt.Fprintf(&b, "middlebox (%s): verdicts %s\n", rules, strings.Join(v, ", "))
 	} else {
 		b.WriteString("middlebox: none (bench without the inline engine)\n")
 	}
