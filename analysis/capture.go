@@ -47,7 +47,9 @@ func newCaptureSource(f *os.File, br *bufio.Reader, path string, index int, form
 	if err != nil {
 		return nil, fmt.Errorf("analysis: %s: read %s header: %w", path, format, err)
 	}
-	s.info.LinkType = s.link.String()
+	if s.pcap != nil || s.ng.NInterfaces() > 0 {
+		s.info.LinkType = s.link.String()
+	}
 	if s.dec, err = segment.NewDecoder(s.link); err != nil && format == FormatPcap {
 		return nil, fmt.Errorf("analysis: %s: %w", path, err)
 	}
@@ -94,6 +96,9 @@ func (s *captureSource) next(ev *Event) error {
 			if err == nil && len(ci.AncillaryData) > 0 {
 				if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok {
 					dec = s.decoder(lt)
+					if s.info.LinkType == "" {
+						s.info.LinkType = lt.String()
+					}
 				}
 			}
 		}
