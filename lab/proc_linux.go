@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -108,8 +109,8 @@ func (p *proc) stop(wait time.Duration) error {
 // exitErr returns why the process failed, with its standard error; a
 // process ended by our SIGTERM is not an error.
 func (p *proc) exitErr() error {
-	if p.err == nil {
-		return nil
+	if p.err == nil || errors.Is(p.err, context.Canceled) || errors.Is(p.err, context.DeadlineExceeded) {
+		return nil // stopped because the run was: Run reports that
 	}
 	if ee, ok := p.err.(*exec.ExitError); ok {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {

@@ -137,7 +137,8 @@ func labAction(c *cli.Context) error {
 			Experiment: info.experiment, Version: version, Summary: summaryFields}
 	}
 	if !c.Bool("lab-summary") {
-		cfg.Report = analysisReport(c.Context)
+		// An interrupted run is still analysed.
+		cfg.Report = analysisReport(context.WithoutCancel(c.Context))
 	}
 	out := c.App.Writer
 	if out == nil {
