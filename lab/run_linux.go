@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -36,6 +37,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			return nil, fmt.Errorf("lab: own executable: %w", err)
 		}
 		cfg.Helper = []string{exe, "lab"}
+	}
+	if err := checkTools(cfg.Inline != nil); err != nil {
+		return nil, err
 	}
 	if _, err := SweepStale(); err != nil {
 		return nil, err
@@ -101,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	w.Sysctls = readSysctls(ctx, topo.Client)
 
-	b := &bench{cfg: &cfg, topo: topo, dir: dir, res: res}
+	b := &bench{cfg: &cfg, topo: topo, dir: dir, res: res, device: build}
 	err = b.run(ctx)
 	b.sum.Close()
 	res.Summary = b.sum
@@ -145,10 +149,11 @@ func (b *bench) report() error {
 
 // bench is one run in progress.
 type bench struct {
-	cfg  *Config
-	topo *topology.Topology
-	dir  string
-	res  *Result
+	cfg    *Config
+	topo   *topology.Topology
+	dir    string
+	res    *Result
+	device DeviceBuild
 
 	mu      sync.Mutex // guards sum and devStatus
 	sum     *Summary
@@ -304,11 +309,7 @@ func (b *bench) startDevice(ctx context.Context) (*proc, error) {
 	var p *proc
 	switch cfg.Device {
 	case DeviceLwIP:
-		build, err := BuildDevice(ctx, cfg.CacheDir)
-		if err != nil {
-			return nil, err
-		}
-		args := []string{build.Path, "-addr", cfg.DeviceAddr.String(), "-port", strconv.Itoa(DefaultPort),
+		args := []string{b.device.Path, "-addr", cfg.DeviceAddr.String(), "-port", strconv.Itoa(DefaultPort),
 			"-close", cfg.Close.String(), "-size", strconv.Itoa(cfg.Size), "-pool", strconv.Itoa(max(cfg.Pool, 0)),
 			"-timewait", strconv.FormatInt(cfg.TimeWait.Milliseconds(), 10)}
 		p, err = startProc(ctx, "lwIP device", topo.Bridge, false, []string{"PRECONFIGURED_TAPIF=" + topology.TapName}, args, log, onLine)
@@ -400,6 +401,28 @@ func (b *bench) startClient(ctx context.Context, prog *progress, stopped chan<- 
 	}
 	go func() { <-p.done; log.Close() }()
 	return p, nil
+}
+
+// tools names the programs the bench runs and the Debian packages that
+// hold them.
+var tools = []struct{ name, pkg string }{
+	{"ip", "iproute2"}, {"ethtool", "ethtool"}, {"sysctl", "procps"},
+	{"taskset", "util-linux"}, {"chrt", "util-linux"},
+}
+
+// checkTools says which package to install when a program the bench needs
+// is missing.
+func checkTools(inline bool) error {
+	list := tools
+	if inline {
+		list = append(list, struct{ name, pkg string }{"iptables", "iptables"})
+	}
+	for _, t := range list {
+		if _, err := exec.LookPath(t.name); err != nil {
+			return fmt.Errorf("lab: the bench needs %s (apt-get install %s): %w", t.name, t.pkg, err)
+		}
+	}
+	return nil
 }
 
 // makeRunDir creates <root>/<UTC time>-<experiment>, with a suffix when
