@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -387,5 +388,88 @@ func TestSweepStaleRemovesDeadRunsOnly(t *testing.T) {
 	}
 	if contains(removed, live) || !netns.Exists(live) {
 		t.Errorf("SweepStale removed %s, whose process (our parent) lives", live)
+	}
+}
+
+func TestDeviceOptions(t *testing.T) {
+	roottest.Require(t)
+	tests := []struct {
+		name    string
+		suffix  string
+		edit    func(*Config)
+		closers map[Closer]int
+		status  func(DeviceEvent) string // "" when the status is right
+	}{
+		{
+			// Each connection leaves one TIME_WAIT pcb; with room for
+			// two, the 3rd, 4th and 5th SYN each free the oldest.
+			name: "pool of two frees the oldest TIME_WAIT", suffix: "d",
+			edit:    func(c *Config) { c.Pool = 2 },
+			closers: map[Closer]int{CloserDevice: 5},
+			status: func(st DeviceEvent) string {
+				if st.PoolKilled["time_wait"] != 3 || st.TimeWait != 2 {
+					return fmt.Sprintf("pool killed %v, %d in TIME_WAIT; want 3 TIME_WAIT kills, 2 left", st.PoolKilled, st.TimeWait)
+				}
+				return ""
+			},
+		},
+		{
+			name: "short TIME_WAIT expires between requests", suffix: "e",
+			edit:    func(c *Config) { c.TimeWait = 100 * time.Millisecond },
+			closers: map[Closer]int{CloserDevice: 5},
+			status: func(st DeviceEvent) string {
+				if st.TWExpired != 5 || st.PoolKilled["time_wait"] != 0 || st.TimeWait != 0 {
+					return fmt.Sprintf("%d expired, pool killed %v, %d in TIME_WAIT; want 5, none, 0", st.TWExpired, st.PoolKilled, st.TimeWait)
+				}
+				return ""
+			},
+		},
+		{
+			name: "abort resets every connection", suffix: "f",
+			edit:    func(c *Config) { c.Close = CloseAbort },
+			closers: map[Closer]int{CloserDeviceRST: 5},
+			status: func(st DeviceEvent) string {
+				if st.Aborted != 5 || st.TimeWait != 0 {
+					return fmt.Sprintf("%d aborted, %d in TIME_WAIT; want 5 and 0", st.Aborted, st.TimeWait)
+				}
+				return ""
+			},
+		},
+		{
+			name: "wait lets the client close first", suffix: "g",
+			edit:    func(c *Config) { c.Close, c.WaitEOF = CloseWaitClient, false },
+			closers: map[Closer]int{CloserClient: 5},
+			status: func(st DeviceEvent) string {
+				if st.Closed != 5 || st.TimeWait != 0 {
+					return fmt.Sprintf("%d closed, %d in TIME_WAIT; want 5 and 0 (the client holds TIME_WAIT)", st.Closed, st.TimeWait)
+				}
+				return ""
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, tt.suffix, "4x300ms")
+			tt.edit(&cfg)
+			res, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[Closer]int{}
+			for c := Closer(0); c < closerCount; c++ {
+				if n := res.Summary.Closers[c]; n > 0 {
+					got[c] = n
+				}
+			}
+			if diff := cmp.Diff(tt.closers, got); diff != "" {
+				t.Errorf("closed first by (-want +got):\n%s", diff)
+			}
+			if !res.DeviceStatus.Final {
+				t.Fatalf("no final device status: %+v", res.DeviceStatus)
+			}
+			if msg := tt.status(res.DeviceStatus); msg != "" {
+				t.Error(msg)
+			}
+		})
 	}
 }
