@@ -23,6 +23,7 @@ var knownAnswers = map[string]outcome{
 	"linux-lost-final-ack": {Connections: 10, Retrans: 10, FINRetrans: 10, RSTs: 10},
 	"linux-time-wait-reuse": {Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 19, Retrans: 7,
 		SYNRetrans: 6, RSTs: 6, TWReuse: 1},
+	"lwip-observe": {Connections: 51, Clean: 51},
 }
 
 func labCapturePaths(t *testing.T) []string {
@@ -36,17 +37,46 @@ func labCapturePaths(t *testing.T) []string {
 
 func captureName(p string) string { return strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)) }
 
+// goldenCase is one known-answer input: a capture, or a run directory.
+type goldenCase struct {
+	name  string
+	paths []string
+	run   *RunInfo
+	base  string // testdata/<name>, where the golden files go
+}
+
+func goldenCases(t *testing.T) []goldenCase {
+	t.Helper()
+	var cases []goldenCase
+	for _, p := range labCapturePaths(t) {
+		cases = append(cases, goldenCase{name: captureName(p), paths: []string{p}, base: strings.TrimSuffix(p, filepath.Ext(p))})
+	}
+	dirs, _ := filepath.Glob("testdata/*/" + RunFile)
+	for _, y := range dirs {
+		dir := filepath.Dir(y)
+		run, err := ReadRun(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths, err := RunInputs(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, goldenCase{name: filepath.Base(dir), paths: paths, run: run, base: dir})
+	}
+	return cases
+}
+
 // TestKnownAnswers checks the headline figures of each lab capture.
 func TestKnownAnswers(t *testing.T) {
-	for _, p := range labCapturePaths(t) {
-		name := captureName(p)
-		want, ok := knownAnswers[name]
+	for _, gc := range goldenCases(t) {
+		want, ok := knownAnswers[gc.name]
 		if !ok {
-			t.Errorf("%s has no known answer: add it to knownAnswers and testdata/README.md", p)
+			t.Errorf("%s has no known answer: add it to knownAnswers and testdata/README.md", gc.name)
 			continue
 		}
-		t.Run(name, func(t *testing.T) {
-			got := outcomeOf(analyzeFiles(t, Config{}, p))
+		t.Run(gc.name, func(t *testing.T) {
+			got := outcomeOf(analyzeFiles(t, Config{Run: gc.run}, gc.paths...))
 			got.Close, got.Closer, got.History, got.Causes, got.Turns = nil, nil, nil, nil, nil
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
@@ -55,12 +85,13 @@ func TestKnownAnswers(t *testing.T) {
 	}
 }
 
-// TestGolden compares the full JSON and text reports of each capture with
-// testdata/<name>.golden.json and .golden.txt (-update rewrites them).
+// TestGolden compares the full JSON and text reports of each known-answer
+// input with testdata/<name>.golden.json and .golden.txt (for a run
+// directory, golden.json and golden.txt inside it); -update rewrites them.
 func TestGolden(t *testing.T) {
-	for _, p := range labCapturePaths(t) {
-		t.Run(captureName(p), func(t *testing.T) {
-			r := analyzeFiles(t, Config{}, p)
+	for _, gc := range goldenCases(t) {
+		t.Run(gc.name, func(t *testing.T) {
+			r := analyzeFiles(t, Config{Run: gc.run}, gc.paths...)
 			var js, txt bytes.Buffer
 			enc := json.NewEncoder(&js)
 			enc.SetIndent("", "  ")
@@ -70,8 +101,12 @@ func TestGolden(t *testing.T) {
 			if err := WriteText(&txt, r, TextOptions{AllConnections: true}); err != nil {
 				t.Fatal(err)
 			}
-			for ext, got := range map[string][]byte{".golden.json": js.Bytes(), ".golden.txt": txt.Bytes()} {
-				golden := strings.TrimSuffix(p, filepath.Ext(p)) + ext
+			sep := "."
+			if gc.run != nil {
+				sep = "/"
+			}
+			for ext, got := range map[string][]byte{"golden.json": js.Bytes(), "golden.txt": txt.Bytes()} {
+				golden := gc.base + sep + ext
 				if *update {
 					if err := os.WriteFile(golden, got, 0o644); err != nil {
 						t.Fatal(err)
@@ -133,8 +168,9 @@ func requireTool(t *testing.T, name string) {
 // count of `tshark -z conv,tcp` equals the connection count.
 func TestAgreesWithTshark(t *testing.T) {
 	requireTool(t, "tshark")
-	for _, p := range labCapturePaths(t) {
-		t.Run(captureName(p), func(t *testing.T) {
+	paths := append(labCapturePaths(t), "testdata/lwip-observe/capture.pcapng")
+	for _, p := range paths {
+		t.Run(p, func(t *testing.T) {
 			r := analyzeFiles(t, Config{}, p)
 			streams, retrans, rsts := tsharkCounts(t, p)
 			out, err := exec.Command("tshark", "-r", p, "-q", "-z", "conv,tcp").Output()
