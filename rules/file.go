@@ -284,8 +284,8 @@ func (p *parser) stacks(n *yaml.Node, f *File) {
 			continue
 		}
 		st, ok := track.ParseStack(s)
-		if !ok {
-			p.errAt(e.v, "stacks: %s: unknown stack %q%s; expected one of %s", e.key, s, didYouMean(s, track.StackNames()), strings.Join(track.StackNames(), ", "))
+		if !ok || st.String() != s {
+			p.errAt(e.v, "stacks: %s: unknown stack %q%s; expected one of %s", e.key, s, didYouMean(strings.ToLower(s), track.StackNames()), strings.Join(track.StackNames(), ", "))
 			continue
 		}
 		f.Stacks[r] = st

@@ -361,10 +361,14 @@ func (p *parser) flags(n *yaml.Node, what string) (segment.Flags, bool) {
 			good = false
 			continue
 		}
-		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == '+' || r == ',' || r == '|' || r == ' ' }) {
+		for _, part := range strings.Split(s, "+") {
 			f, ok := segment.ParseFlags(part)
-			if !ok || f == 0 || part != strings.ToUpper(part) {
-				p.errAt(it, "%s: unknown flag %q%s; expected %s", what, part, didYouMean(strings.ToUpper(part), flagNames), strings.Join(flagNames, ", "))
+			if !ok || f == 0 || part != strings.ToUpper(part) || strings.ContainsAny(part, ", |") {
+				hint := didYouMean(strings.ToUpper(part), flagNames)
+				if strings.ContainsAny(strings.TrimSpace(part), ", |") {
+					hint = " (join flags with +, as in RST+ACK, or list them: [RST, ACK])"
+				}
+				p.errAt(it, "%s: unknown flag %q%s; expected %s", what, part, hint, strings.Join(flagNames, ", "))
 				good = false
 				break // one error per value
 			}

@@ -31,6 +31,10 @@ func (p *parser) errAt(n *yaml.Node, format string, args ...any) {
 }
 
 func (p *parser) errAtPos(line, col int, msg string) {
+	// yaml.v3 can place an implicit node just past the end of the file.
+	if n := len(p.lines); n > 0 && line > n {
+		line, col = n, len(p.lines[n-1])+1
+	}
 	if len(p.errs) == maxErrors {
 		p.errs = append(p.errs, &Error{File: p.name, Line: line, Column: col, Msg: "too many errors; stopping here"})
 	}
@@ -39,6 +43,9 @@ func (p *parser) errAtPos(line, col int, msg string) {
 	}
 	p.errs = append(p.errs, &Error{File: p.name, Line: line, Column: col, Msg: msg})
 }
+
+// durationPattern is the one spelling of a duration, as in schema.json.
+var durationPattern = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`)
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
@@ -70,7 +77,7 @@ func (p *parser) decodeYAML(data []byte) *yaml.Node {
 		p.syntaxError(err)
 		return nil
 	}
-	if len(doc.Content) == 0 {
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		p.errAtPos(1, 1, "the file is empty: expected a mapping with experiment, about and rules")
 		return nil
 	}
@@ -236,7 +243,7 @@ func isNull(n *yaml.Node) bool {
 // str returns n as a non-empty string.
 func (p *parser) str(n *yaml.Node, what string) (string, bool) {
 	n = deref(n)
-	if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
+	if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
 		p.errAt(n, "%s: expected a string, found %s", what, found(n))
 		return "", false
 	}
@@ -318,8 +325,8 @@ func (p *parser) duration(n *yaml.Node, what string, max time.Duration) (time.Du
 	if !ok {
 		return 0, false
 	}
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
+	d, err := time.ParseDuration(s)
+	if err != nil || !durationPattern.MatchString(s) {
 		p.errAt(n, "%s: expected a duration such as 300ms or 1.5s, found %q", what, s)
 		return 0, false
 	}
