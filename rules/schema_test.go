@@ -140,7 +140,7 @@ func TestSchemaKnowsEveryKey(t *testing.T) {
 		params = append(params, p...)
 	}
 	for _, c := range []struct {
-		name       string
+		name      string
 		want, got []string
 	}{
 		{"file", sorted(fileKeys), keys(sch.Properties)},
