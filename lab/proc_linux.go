@@ -29,16 +29,32 @@ type proc struct {
 	mu     sync.Mutex
 }
 
-// startProc runs argv in namespace ns, pinned to a CPU. A realtime
-// process (the client, whose timers must fire on time on a busy machine)
-// gets a real-time priority and the CPU next to the packet path's, so that
-// it can never starve the packet path's softirq work; the others share the
-// packet path's CPU. It is stopped with SIGTERM when ctx is done (SIGKILL 3
-// s later) and killed if this process dies.
-func startProc(ctx context.Context, name, ns string, realtime bool, env []string, argv []string, log io.Writer, onLine func([]byte)) (*proc, error) {
-	full := append([]string{"taskset", "-c", pinnedCPU}, argv...)
-	if realtime {
-		full = append([]string{"chrt", "--fifo", realtimePriority, "taskset", "-c", clientCPU()}, argv...)
+// placement says where a helper process runs: on which CPU, and whether
+// at the bench's real-time priority (SCHED_FIFO), so that a busy machine
+// cannot hold it off for long.
+type placement struct {
+	cpu  string
+	fifo bool
+}
+
+var (
+	// The lwIP device shares the packet path's CPU: it is event-driven C
+	// that never spins, so at a real-time priority it cannot starve the
+	// softirq work there.
+	devicePlacement = placement{cpu: pinnedCPU, fifo: true}
+	// Go programs (the client, the Linux device) run next to it: the Go
+	// runtime spins a little when idle, which at a real-time priority on
+	// the packet path's CPU would hold off the softirq work for long.
+	goPlacement = placement{cpu: clientCPU(), fifo: true}
+)
+
+// startProc runs argv in namespace ns where pl says. It is stopped with
+// SIGTERM when ctx is done (SIGKILL 3 s later) and killed if this process
+// dies.
+func startProc(ctx context.Context, name, ns string, pl placement, env []string, argv []string, log io.Writer, onLine func([]byte)) (*proc, error) {
+	full := append([]string{"taskset", "-c", pl.cpu}, argv...)
+	if pl.fifo {
+		full = append([]string{"chrt", "--fifo", realtimePriority}, full...)
 	}
 	cmd := netns.Command(ctx, ns, full...)
 	cmd.Env = append(os.Environ(), env...)

@@ -58,10 +58,11 @@ type Record struct {
 		ClientAddr string   `yaml:"client_addr"`
 		DeviceAddr string   `yaml:"device_addr"`
 		// PacketCPU takes every port's receive processing (RPS) and the
-		// device; ClientCPU the client, at SCHED_FIFO ClientPriority.
-		PacketCPU      string `yaml:"packet_cpu"`
-		ClientCPU      string `yaml:"client_cpu"`
-		ClientPriority string `yaml:"client_priority"`
+		// lwIP device; ClientCPU the client and the Linux device. Both
+		// devices and the client run at Priority.
+		PacketCPU string `yaml:"packet_cpu"`
+		ClientCPU string `yaml:"client_cpu"`
+		Priority  string `yaml:"priority"`
 	} `yaml:"topology"`
 	Device struct {
 		Kind     DeviceKind `yaml:"kind"`

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	rec.Rules, rec.Inline = cfg.Rules, cfg.Inline != nil
 	rec.Topology.ClientAddr, rec.Topology.DeviceAddr = cfg.ClientAddr.String(), cfg.DeviceAddr.String()
-	rec.Topology.PacketCPU, rec.Topology.ClientCPU, rec.Topology.ClientPriority = pinnedCPU, clientCPU(), "SCHED_FIFO "+realtimePriority
+	rec.Topology.PacketCPU, rec.Topology.ClientCPU, rec.Topology.Priority = pinnedCPU, clientCPU(), "SCHED_FIFO "+realtimePriority
 	rec.Topology.Name = cfg.Name
 
 	// From here on every path writes run.yaml.
@@ -312,7 +312,7 @@ func (b *bench) startDevice(ctx context.Context) (*proc, error) {
 		args := []string{b.device.Path, "-addr", cfg.DeviceAddr.String(), "-port", strconv.Itoa(DefaultPort),
 			"-close", cfg.Close.String(), "-size", strconv.Itoa(cfg.Size), "-pool", strconv.Itoa(max(cfg.Pool, 0)),
 			"-timewait", strconv.FormatInt(cfg.TimeWait.Milliseconds(), 10)}
-		p, err = startProc(ctx, "lwIP device", topo.Bridge, false, []string{"PRECONFIGURED_TAPIF=" + topology.TapName}, args, log, onLine)
+		p, err = startProc(ctx, "lwIP device", topo.Bridge, devicePlacement, []string{"PRECONFIGURED_TAPIF=" + topology.TapName}, args, log, onLine)
 		if err != nil {
 			log.Close()
 			return nil, err
@@ -320,7 +320,7 @@ func (b *bench) startDevice(ctx context.Context) (*proc, error) {
 	case DeviceLinux:
 		js, _ := json.Marshal(LinuxDeviceConfig{Listen: fmt.Sprintf("%s:%d", cfg.DeviceAddr.Addr(), DefaultPort), Close: cfg.Close, Size: cfg.Size})
 		argv := append(append([]string(nil), cfg.Helper...), "device-linux", "--config", string(js))
-		p, err = startProc(ctx, "Linux device", topo.Device, false, nil, argv, log, onLine)
+		p, err = startProc(ctx, "Linux device", topo.Device, goPlacement, nil, argv, log, onLine)
 		if err != nil {
 			log.Close()
 			return nil, err
@@ -394,7 +394,7 @@ func (b *bench) startClient(ctx context.Context, prog *progress, stopped chan<- 
 		}
 	}
 	argv := append(append([]string(nil), cfg.Helper...), "client", "--config", string(js))
-	p, err := startProc(ctx, "client", b.topo.Client, true, nil, argv, log, onLine)
+	p, err := startProc(ctx, "client", b.topo.Client, goPlacement, nil, argv, log, onLine)
 	if err != nil {
 		log.Close()
 		return nil, err

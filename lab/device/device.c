@@ -28,7 +28,8 @@
  * attached to the bridge beforehand.
  *
  * Output: one JSON object per line on stdout: "ready" once serving,
- * "accept", "close", "err", "pool_kill", "tw_expire" per event, and
+ * "syn" (a SYN reached the device; only with a pool), "accept", "fin",
+ * "close", "err", "pool_kill", "tw_expire" per event, and
  * "status" (counters and every pcb with its state) on SIGUSR1 and at exit
  * (SIGTERM/SIGINT, then "final":true).
  */
@@ -388,6 +389,10 @@ static int needs_new_pcb(struct pbuf *p)
 		return 0;
 	u32_t src;
 	memcpy(&src, ip + 12, 4);
+	ip4_addr_t a;
+	a.addr = src;
+	printf("{\"event\":\"syn\",\"time\":%.6f,\"remote\":\"%s:%u\"}\n", now(), ip4addr_ntoa(&a), sport);
+	fflush(stdout);
 	struct tcp_pcb *lists[2] = {tcp_active_pcbs, tcp_tw_pcbs};
 	for (int l = 0; l < 2; l++)
 		for (struct tcp_pcb *q = lists[l]; q != NULL; q = q->next)
