@@ -91,12 +91,3 @@ func (m *CloseMode) UnmarshalText(b []byte) (err error) {
 	*m, err = ParseCloseMode(string(b))
 	return err
 }
-
-// MarshalText implements encoding.TextMarshaler.
-func (s Schedule) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (s *Schedule) UnmarshalText(b []byte) (err error) {
-	*s, err = ParseSchedule(string(b))
-	return err
-}

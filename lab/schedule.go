@@ -94,3 +94,12 @@ func (s Schedule) String() string {
 	}
 	return b.String()
 }
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Schedule) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Schedule) UnmarshalText(b []byte) (err error) {
+	*s, err = ParseSchedule(string(b))
+	return err
+}

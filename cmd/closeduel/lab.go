@@ -47,7 +47,7 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 			&cli.StringFlag{Name: "timestamps", Usage: "client net.ipv4.tcp_timestamps (0, 1 or 2)"},
 			&cli.StringFlag{Name: "fin-timeout", Usage: "client net.ipv4.tcp_fin_timeout in seconds"},
 			&cli.StringSliceFlag{Name: "sysctl", Usage: "other client sysctl KEY=VALUE (repeat)"},
-			&cli.Int64Flag{Name: "seed", Usage: "seed recorded in run.yaml and given to the rules (default: from the clock)"},
+			&cli.Int64Flag{Name: "seed", Usage: "seed recorded in run.yaml and handed to the middlebox (default: from the clock)"},
 			&cli.StringFlag{Name: "name", Usage: "namespace name part (default l<pid>; namespaces are cd-<name>-client, ...)"},
 			&cli.BoolFlag{Name: "lab-summary", Usage: "print the lab's own summary instead of the analysis report"},
 		},
