@@ -1,6 +1,11 @@
 package rules
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-cmp/cmp"
 	"io/fs"
 	"strings"
 	"testing"
@@ -30,5 +35,34 @@ func TestLibraryFilesParse(t *testing.T) {
 	}
 	if _, err := fs.Stat(Library(), "observe-only.yaml"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDescribeLibraryGolden keeps what `closeduel check` says of every
+// shipped experiment in testdata/library.golden (-update rewrites it).
+func TestDescribeLibraryGolden(t *testing.T) {
+	var b strings.Builder
+	for _, name := range LibraryNames() {
+		f, err := LoadLibrary(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s: %s\n", f.Experiment, f.About)
+		for _, l := range f.Describe() {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	golden := filepath.Join("testdata", "library.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), b.String()); diff != "" {
+		t.Errorf("descriptions (-golden +now):\n%s", diff)
 	}
 }
