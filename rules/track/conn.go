@@ -47,6 +47,9 @@ type Endpoint struct {
 	FinAt time.Time
 	// FinReceived: its peer's FIN was delivered to it.
 	FinReceived bool
+	// finInFlight: its peer's FIN was seen pass but had not reached it
+	// when it last sent (see unreceiveFIN).
+	finInFlight bool
 	// RSTSent: it sent an RST in this incarnation; RSTAt when it last did.
 	RSTSent bool
 	RSTAt   time.Time
@@ -242,6 +245,14 @@ func (c *Conn) sent(i int, seg *segment.Segment, now time.Time) Event {
 		e.Window = c.window(e, seg)
 	}
 
+	if f&segment.ACK != 0 && f&segment.RST == 0 && e.FinReceived && p.FinSent && seg.Ack.LessThanEq(p.FinSeq) {
+		// The sender does not acknowledge the FIN the tracker saw
+		// delivered to it: it sent this before that FIN arrived, which was
+		// still on its way (the two crossed between the middlebox and the
+		// sender). Take the delivery back; the sender's later
+		// acknowledgment of the FIN will apply it.
+		c.unreceiveFIN(i)
+	}
 	if f&segment.ACK != 0 && f&segment.RST == 0 {
 		if !e.Rcv || e.RcvNxt.LessThan(seg.Ack) {
 			e.RcvNxt, e.Rcv = seg.Ack, true
@@ -319,7 +330,7 @@ func (c *Conn) receiveFIN(i int, now time.Time) {
 		}
 		return
 	}
-	e.FinReceived = true
+	e.FinReceived, e.finInFlight = true, false
 	switch e.State {
 	case Established, SynReceived:
 		c.setState(i, CloseWait, now)
@@ -332,6 +343,32 @@ func (c *Conn) receiveFIN(i int, now time.Time) {
 	case FinWait2:
 		c.setState(i, TimeWait, now)
 	}
+}
+
+// unreceiveFIN undoes receiveFIN for endpoint i.
+func (c *Conn) unreceiveFIN(i int) {
+	e, p := &c.Ends[i], &c.Ends[1-i]
+	e.FinReceived, e.finInFlight = false, true
+	if e.Rcv && p.FinSeq.LessThan(e.RcvNxt) {
+		e.RcvNxt = p.FinSeq
+	}
+	var back State
+	switch e.State {
+	case CloseWait:
+		back = Established
+	case Closing:
+		back = FinWait1
+	case TimeWait:
+		back = FinWait2
+		if !e.FinAcked {
+			back = FinWait1
+		}
+	default:
+		return
+	}
+	// Not setState: the endpoint was never really in the later state, so
+	// neither its Since nor the connection's ClosedAt may change for it.
+	e.State = back
 }
 
 // deliver applies the arrival of seg, sent by endpoint 1-i, at endpoint i.
@@ -362,6 +399,10 @@ func (c *Conn) deliver(i int, seg *segment.Segment, now time.Time) {
 		// No connection to deliver to: the endpoint answers with an RST
 		// (or, in SYN-SENT, an RST for an unacceptable ACK).
 		return
+	}
+	if e.finInFlight && c.Ends[1-i].FinSeq.LessThan(seg.Seq) {
+		// Sent after the FIN that was on its way: the FIN got there first.
+		c.receiveFIN(i, now)
 	}
 	if f&segment.ACK != 0 {
 		if e.State == SynReceived && e.SynSent && e.ISS.LessThan(seg.Ack) && seg.Ack.LessThanEq(e.SndNxt) {

@@ -175,6 +175,19 @@ func TestCloseTransitions(t *testing.T) {
 			{do: "pass", from: "c", flags: "ACK", seq: 1022, ack: 5102, events: "acks-fin", client: Closing, device: TimeWait},
 			{do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "acks-fin", client: TimeWait, device: TimeWait},
 		})},
+		{name: "FINs cross beyond the middlebox", stacks: lwip, steps: with(handshake, []step{
+			{do: "pass", from: "d", flags: "FIN+ACK", seq: 5101, ack: 1021, client: CloseWait, device: FinWait1},
+			// The client's FIN does not acknowledge the device's: it left
+			// before that FIN arrived, so the client was not in CLOSE-WAIT.
+			{do: "pass", from: "c", flags: "FIN+ACK", seq: 1021, ack: 5101, events: "none", client: FinWait1, device: Closing},
+			{do: "pass", from: "c", flags: "ACK", seq: 1022, ack: 5102, events: "acks-fin", client: Closing, device: TimeWait},
+			{do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "acks-fin", client: TimeWait, device: TimeWait},
+		})},
+		{name: "a FIN still on its way arrives before what follows it", stacks: lwip, steps: with(handshake, []step{
+			{do: "pass", from: "d", flags: "FIN+ACK", seq: 5101, ack: 1021, client: CloseWait, device: FinWait1},
+			{do: "pass", from: "c", flags: "FIN+ACK", seq: 1021, ack: 5101, client: FinWait1, device: Closing},
+			{do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "acks-fin", client: TimeWait, device: Closing},
+		})},
 		{name: "FIN answered by RST", stacks: lwip, steps: with(handshake, []step{
 			{do: "pass", from: "d", flags: "FIN+ACK", seq: 5101, ack: 1021, client: CloseWait, device: FinWait1},
 			{do: "pass", from: "c", flags: "RST+ACK", seq: 1021, ack: 5102, events: "none", client: Closed, device: Closed},
