@@ -27,13 +27,13 @@ const recordings = "../../analysis/testdata"
 
 // connSummary is what the tracker made of one incarnation.
 type connSummary struct {
-	Orig, Resp        string // addresses, from the opener's view
-	Closer            string // "orig", "resp" or ""
-	Retransmissions   int
-	RSTs              int
-	Reused            bool
-	Final             [2]State // orig, resp at the end of the capture
-	Paths             [2]string
+	Orig, Resp      string // addresses, from the opener's view
+	Closer          string // "orig", "resp" or ""
+	Retransmissions int
+	RSTs            int
+	Reused          bool
+	Final           [2]State // orig, resp at the end of the capture
+	Paths           [2]string
 }
 
 type replay struct {
