@@ -63,7 +63,9 @@ type Analyzer struct {
 	last      int64
 	durations quantiles
 	report    Report
-	notable   int // rows kept past MaxConnections
+	// notedPackets is set once a packet came with closeduel's note.
+	notedPackets bool
+	notable      int // rows kept past MaxConnections
 }
 
 // NewAnalyzer returns an Analyzer with cfg's parameters.
@@ -108,18 +110,27 @@ func (a *Analyzer) Add(e *Event) {
 		a.nextSweep = a.last + int64(time.Second)
 	}
 	t := &a.report.Totals
-	switch e.Note.Kind {
-	case NoteVerdict:
+	if e.Kind == EventPacket && e.Note.Kind != NoteNone {
+		a.notedPackets = true
+	}
+	switch kind := e.Note.Kind; {
+	case !e.Counted:
+	case kind == NoteVerdict:
 		t.Verdicts++
 		if e.Note.Drop {
 			t.Drops++
 		}
-	case NoteInjected:
+	case kind == NoteInjected:
 		t.Injected++
-	case NoteDuplicate:
+	case kind == NoteDuplicate:
 		t.Duplicates++
 	}
 	if e.Kind == EventVerdict {
+		// The packets' own notes, when they have them, are the duels'
+		// verdicts; a log beside a plain capture is matched by time.
+		if a.notedPackets {
+			return
+		}
 		if ts := a.tuples[keyOf(&e.Seg)]; ts != nil && ts.run != nil && e.Time >= ts.run.start {
 			ts.run.verdicts.add(&e.Note)
 		}

@@ -136,7 +136,7 @@ var scenarios = []struct {
 			}
 		},
 		want: outcome{Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 9, Retrans: 2, SYNRetrans: 2,
-			RSTs: 3, TWReuse: 1, Close: []string{"fin", "rst"}, Closer: []string{"resp", "orig"},
+			RSTs: 3, Ignored: 2, TWReuse: 1, Close: []string{"fin", "rst"}, Closer: []string{"resp", "orig"},
 			History: []string{"ShADdfFa", "SkRSTkRSTkR"}, Causes: []string{CauseHeldTuple.String()}, Turns: []int{6}},
 	},
 	{

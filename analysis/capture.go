@@ -125,14 +125,10 @@ func (s *captureSource) next(ev *Event) error {
 		ev.Time = ci.Timestamp.UnixNano()
 		ev.Input = s.index
 		ev.Note = Note{}
+		ev.Counted = s.opt.countComments
 		for _, c := range comments {
 			if n, ok := s.parseComment(c); ok {
 				ev.Note = n
-				if !s.opt.countComments && n.Kind == NoteVerdict {
-					// Another input carries the verdicts: keep only the
-					// fact of the drop.
-					ev.Note = Note{Drop: n.Drop}
-				}
 				break
 			}
 		}

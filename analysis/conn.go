@@ -62,6 +62,7 @@ type conn struct {
 	closer                       Side
 	synAcked, established        bool
 	conflict, twReuse            bool
+	staleAck                     segment.Seq // ack of the last stale ACK
 	inDuel                       bool
 
 	// handshake times at the capture point
@@ -334,6 +335,7 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 			stale = true
 			c.conflict = true
 			c.twReuse = true
+			c.staleAck = seg.Ack
 		}
 		if di == 0 && c.synAcked && !c.established && s.synSeen && seg.Ack == o.isn+1 && delivered {
 			c.established = true
@@ -377,7 +379,16 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 		if c.closer == SideNone {
 			c.closer = Side(di + 1)
 		}
-		if delivered && !c.conflict && c.rstValid(di, seg) {
+		switch {
+		case !delivered:
+		case c.conflict:
+			// An RST answering the stale ACK with the sequence number it
+			// asks for is valid for the incarnation the responder holds,
+			// though it closes nothing here.
+			if di == 0 && seg.Seq == c.staleAck {
+				c.rstPending[di], c.rstPendingTime[di] = true, now
+			}
+		case c.rstValid(di, seg):
 			c.rstPending[di], c.rstPendingTime[di] = true, now
 			if c.closed == 0 {
 				c.closed, c.closeByRST = now, true

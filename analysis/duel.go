@@ -114,7 +114,8 @@ func segmentRef(seg *segment.Segment, note *Note, di int, t int64) SegmentRef {
 		Len:     seg.PayloadLen,
 		Dropped: note.Drop,
 	}
-	if note.Kind != NoteNone {
+	plainPass := note.Kind == NoteVerdict && !note.Drop && note.Rule == "" && (note.Action == "" || note.Action == "pass")
+	if note.Kind != NoteNone && !plainPass {
 		var b strings.Builder
 		b.WriteString(note.Kind.String())
 		if note.Kind == NoteVerdict {

@@ -75,6 +75,9 @@ type Event struct {
 	Note Note
 	// Input is the index of the input the event came from.
 	Input int
+	// Counted says the Note counts in the verdict totals: false for a
+	// pcapng comment when a log given alongside carries the same verdicts.
+	Counted bool
 }
 
 // itoa formats small non-negative numbers without strconv's allocation

@@ -22,8 +22,10 @@ var knownAnswers = map[string]outcome{
 	"linux-clean-churn":    {Connections: 20, Clean: 20},
 	"linux-lost-final-ack": {Connections: 10, Retrans: 10, FINRetrans: 10, RSTs: 10},
 	"linux-time-wait-reuse": {Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 19, Retrans: 7,
-		SYNRetrans: 6, RSTs: 6, TWReuse: 1},
+		SYNRetrans: 6, RSTs: 6, Ignored: 5, TWReuse: 1},
 	"lwip-observe": {Connections: 51, Clean: 51},
+	"lwip-port-reuse": {Connections: 51, Clean: 4, Failed: 46, Duels: 3, DuelSegments: 666, Retrans: 191,
+		SYNRetrans: 191, RSTs: 237, Ignored: 187, TWReuse: 32},
 }
 
 func labCapturePaths(t *testing.T) []string {
@@ -168,7 +170,8 @@ func requireTool(t *testing.T, name string) {
 // count of `tshark -z conv,tcp` equals the connection count.
 func TestAgreesWithTshark(t *testing.T) {
 	requireTool(t, "tshark")
-	paths := append(labCapturePaths(t), "testdata/lwip-observe/capture.pcapng")
+	runs, _ := filepath.Glob("testdata/*/capture.pcapng")
+	paths := append(labCapturePaths(t), runs...)
 	for _, p := range paths {
 		t.Run(p, func(t *testing.T) {
 			r := analyzeFiles(t, Config{}, p)

@@ -340,8 +340,8 @@ func TestLabCapturesReproduce(t *testing.T) {
 				if got.SYNRetrans < 2 || len(r.Duels) != 1 || r.Duels[0].Cause != CauseHeldTuple || r.Duels[0].Turns < 4 {
 					t.Errorf("SYN retransmissions %d, duels %+v: want at least 2 and one %s duel with 4 turns or more", got.SYNRetrans, r.Duels, CauseHeldTuple)
 				}
-				want.Retrans, want.SYNRetrans, want.RSTs, want.DuelSegments = 0, 0, 0, 0
-				got.Retrans, got.SYNRetrans, got.RSTs, got.DuelSegments = 0, 0, 0, 0
+				want.Retrans, want.SYNRetrans, want.RSTs, want.Ignored, want.DuelSegments = 0, 0, 0, 0, 0
+				got.Retrans, got.SYNRetrans, got.RSTs, got.Ignored, got.DuelSegments = 0, 0, 0, 0, 0
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("(-committed +made now):\n%s", diff)

@@ -188,7 +188,8 @@ type SegmentRef struct {
 	Ack   uint32 `json:"ack"`
 	Len   int    `json:"len"`
 	// Dropped reports that closeduel dropped it; Note is closeduel's
-	// annotation ("drop rule=x", "injected rule=y") when there is one.
+	// annotation ("drop action=drop rule=x", "injected action=inject
+	// rule=y") when there is one other than a plain pass.
 	Dropped bool   `json:"dropped,omitempty"`
 	Note    string `json:"note,omitempty"`
 }

@@ -111,6 +111,7 @@ func (s *logSource) next(ev *Event) error {
 			ev.Time = l.T
 		}
 		ev.Kind = EventPacket
+		ev.Counted = true
 		if s.opt.verdictsOnly {
 			ev.Kind = EventVerdict
 		}
