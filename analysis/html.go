@@ -168,6 +168,19 @@ func timelineSVG(r *Report) template.HTML {
 			template.HTMLEscapeString(fmt.Sprintf("duel %d %s > %s, %s, %d segments, %s", d.ID, d.Orig, d.Resp, fmtSec(d.Duration), d.Segments, d.Cause)))
 	}
 	fmt.Fprintf(&b, `<text x="4" y="%.1f" class="lbl">conns</text><text x="4" y="%.1f" class="lbl">duels</text>`, 10+math.Min(lanesH, 20)/2+3, duelY+9)
+	if r.Run != nil {
+		for _, m := range []struct {
+			t    time.Time
+			name string
+		}{{r.Run.WorkloadStart, "workload start"}, {r.Run.WorkloadEnd, "workload end"}} {
+			if m.t.IsZero() || m.t.Before(t0) || m.t.After(r.Last) {
+				continue
+			}
+			mx := x(m.t)
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="2" x2="%.1f" y2="%.1f" stroke="#1565c0" stroke-dasharray="4,3"><title>%s %s</title></line>`,
+				mx, mx, duelY+12, m.name, fmtTime(m.t))
+		}
+	}
 	axisY := duelY + 20
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#444"/>`, left, axisY, left+width, axisY)
 	for i := 0; i <= 5; i++ {
