@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/closeduel/closeduel/analysis"
 	"github.com/urfave/cli/v2"
@@ -26,9 +27,9 @@ func analyzeCommand() *cli.Command {
 			&cli.StringFlag{Name: "html", Usage: "also write a self-contained HTML report to `FILE`"},
 			&cli.StringFlag{Name: "run", Usage: "lab run `DIR`: read its run.yaml (workload_start, workload_end); with no FILE, analyse its captures and logs"},
 			&cli.BoolFlag{Name: "compare", Usage: "compare two runs or captures given as the two arguments A B"},
-			&cli.DurationFlag{Name: "duel-gap", Value: 0, Usage: "quiet time that ends a duel (default 30s)"},
-			&cli.DurationFlag{Name: "idle-timeout", Value: 0, Usage: "quiet time that ends an open connection (default 5m)"},
-			&cli.IntFlag{Name: "max-connections", Usage: "connection rows kept in the report (default 5000)"},
+			&cli.DurationFlag{Name: "duel-gap", Value: 30 * time.Second, Usage: "quiet time on a tuple that ends a duel"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 5 * time.Minute, Usage: "quiet time that ends an open connection"},
+			&cli.IntFlag{Name: "max-connections", Value: 5000, Usage: "connection rows kept in the report"},
 			&cli.BoolFlag{Name: "all", Usage: "list every connection in the text report, not only those that did not close cleanly"},
 			&cli.IntFlag{Name: "rows", Value: 20, Usage: "rows per text table"},
 		},
