@@ -41,6 +41,7 @@ func newApp() *cli.App {
 			labCommand(),
 			analyzeCommand(),
 			benchCommand(),
+			ctlCommand(),
 		},
 		HideHelpCommand: true,
 	}

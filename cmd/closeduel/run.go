@@ -7,14 +7,19 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/control"
 	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/rules"
 	"github.com/closeduel/closeduel/verdictlog"
 )
 
@@ -33,7 +38,8 @@ its rules, releases every held packet, flushes the logs and prints a summary.`,
 			&cli.StringFlag{Name: "bridge", Usage: "queue only traffic bridged by this bridge (default: every bridge)"},
 			&cli.StringSliceFlag{Name: "host", Usage: "queue only TCP between these addresses or prefixes (repeat; default: the rule file's hosts, else all)"},
 			&cli.StringFlag{Name: "netns", Usage: "run in this named network namespace (as `ip netns` lists it)"},
-			&cli.StringFlag{Name: "rules", Usage: "rule file driving the verdicts (default: observe only)"},
+			&cli.StringFlag{Name: "rules", Usage: "rule file, or the name of a shipped experiment (`closeduel rules`), driving the verdicts (default: observe and track only)"},
+			&cli.StringFlag{Name: "control", Usage: "control socket for `closeduel ctl` (default /run/closeduel/queue-N.sock; \"off\" for none)"},
 			&cli.StringFlag{Name: "log", Usage: "JSON Lines verdict log to write"},
 			&cli.StringFlag{Name: "pcap", Usage: "pcapng capture to write, with the verdict as each packet's comment"},
 			&cli.IntFlag{Name: "snaplen", Value: verdictlog.DefaultSnapLen, Usage: "bytes of each packet kept in the pcapng"},
@@ -47,6 +53,7 @@ its rules, releases every held packet, flushes the logs and prints a summary.`,
 				Bridge:   c.String("bridge"),
 				NetNS:    c.String("netns"),
 				Rules:    c.String("rules"),
+				Control:  c.String("control"),
 				LogPath:  c.String("log"),
 				PcapPath: c.String("pcap"),
 				SnapLen:  c.Int("snaplen"),
@@ -76,6 +83,7 @@ type runOptions struct {
 	Hosts             []netip.Prefix
 	NetNS             string
 	Rules             string
+	Control           string
 	LogPath, PcapPath string
 	SnapLen           int
 	Force             bool
@@ -99,12 +107,13 @@ func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
 	if o.Hook != "bridge" && o.Hook != "none" {
 		return fmt.Errorf("run: --hook %q: want bridge or none", o.Hook)
 	}
-	decider, rulesInfo, err := loadDecider(o.Rules)
+	ruleFile, err := loadRules(o.Rules)
 	if err != nil {
-		return err
+		return fmt.Errorf("run: %w", err)
 	}
+	decider := rules.NewDecider(ruleFile, rules.Options{})
 	if len(o.Hosts) == 0 {
-		o.Hosts = rulesInfo.hosts
+		o.Hosts = ruleHosts(ruleFile)
 	}
 
 	var recorder nfq.Recorder
@@ -118,9 +127,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
 			return fmt.Errorf("run: %w", err)
 		}
 		recorder = vlog
-		if o.Rules != "" {
-			vlog.RulesLoaded(time.Now(), o.Rules, rulesInfo.sha256, rulesInfo.experiment)
-		}
+		vlog.RulesLoaded(time.Now(), ruleFile.Path, ruleFile.SHA256, ruleFile.Experiment)
 	}
 
 	engine, err := nfq.Open(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder})
@@ -152,11 +159,31 @@ func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
 		}
 	}
 
+	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, out: out}
+	var ctlServer *control.Server
+	if o.Control != "off" {
+		path := o.Control
+		if path == "" {
+			path = control.DefaultPath(o.Queue)
+		}
+		if ctlServer, err = control.Listen(path, ctl.handle); err != nil {
+			fmt.Fprintf(out, "warning: no control socket: %v\n", err)
+		} else {
+			defer ctlServer.Close()
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	started := time.Now()
 	go func() { done <- engine.Run(runCtx) }()
-	fmt.Fprintf(out, "closeduel %s: queue %d inline (%s), %s\n", version, o.Queue, describeHook(o, hookCfg), rulesInfo.describe())
+	fmt.Fprintf(out, "closeduel %s: queue %d inline (%s), experiment %s\n", version, o.Queue, describeHook(o, hookCfg), ruleFile.Experiment)
+	if ctlServer != nil {
+		fmt.Fprintf(out, "control: closeduel ctl --queue %d enable|disable RULE, reload, status\n", o.Queue)
+	}
 
 	var timeout <-chan time.Time
 	if o.Duration > 0 {
@@ -165,11 +192,24 @@ func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
 		timeout = timer.C
 	}
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case <-timeout:
-	case runErr = <-done:
-		done <- runErr
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-timeout:
+			break wait
+		case runErr = <-done:
+			done <- runErr
+			break wait
+		case <-hup:
+			msg, err := ctl.reload()
+			if err != nil {
+				fmt.Fprintf(out, "SIGHUP: %v\n", err)
+			} else {
+				fmt.Fprintf(out, "SIGHUP: %s\n", msg)
+			}
+		}
 	}
 
 	// Shutdown: the rule goes first so no new packet is queued, then the
@@ -253,27 +293,110 @@ func printSummary(out io.Writer, s nfq.Snapshot, elapsed time.Duration, lost uin
 	}
 }
 
-// rulesSummary is what run needs to know of a loaded rule file.
-type rulesSummary struct {
-	experiment, sha256 string
-	hosts              []netip.Prefix
+// builtinObserve is the rule file of a run without --rules: it tracks
+// every connection (so the log carries connection ids) and changes nothing.
+const builtinObserve = `experiment: observe
+about: Track every bridged TCP connection and change nothing.
+rules: []
+`
+
+// loadRules loads a rule file, or a shipped experiment by name, or the
+// built-in observer when name is empty.
+func loadRules(name string) (*rules.File, error) {
+	if name == "" {
+		return rules.Parse("(built-in observe)", []byte(builtinObserve))
+	}
+	if _, err := os.Stat(name); err != nil && !strings.ContainsAny(name, "/.") {
+		return rules.LoadLibrary(name)
+	}
+	return rules.LoadFile(name)
 }
 
-func (r rulesSummary) describe() string {
-	if r.experiment == "" {
-		return "observing only"
+// ruleHosts returns the addresses of every role of the file.
+func ruleHosts(f *rules.File) []netip.Prefix {
+	var out []netip.Prefix
+	for _, hs := range f.Hosts {
+		out = append(out, hs...)
 	}
-	return "experiment " + r.experiment
+	return out
 }
 
-// loadDecider returns the Decider for a rule file, or the observer when
-// path is empty.
-func loadDecider(path string) (nfq.Decider, rulesSummary, error) {
-	if path == "" {
-		return nfq.Observe{}, rulesSummary{}, nil
+// controller carries out control commands and SIGHUP reloads against the
+// running Decider, logging each change of rules.
+type controller struct {
+	decider *rules.Decider
+	engine  *nfq.Engine
+	vlog    *verdictlog.Writer
+	path    string // the rule file to reload; "" for the built-in observer
+	out     io.Writer
+	mu      sync.Mutex // one reload at a time
+}
+
+// reload re-reads the rule file; a file that fails to validate leaves the
+// rules in force.
+func (c *controller) reload() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.path == "" {
+		return "", errors.New("no rule file to reload (run was started without --rules)")
 	}
-	if _, err := os.Stat(path); err != nil {
-		return nil, rulesSummary{}, fmt.Errorf("run: --rules: %w", err)
+	f, err := loadRules(c.path)
+	if err != nil {
+		return "", fmt.Errorf("the old rules stay in force: %w", err)
 	}
-	return nil, rulesSummary{}, errors.New("run: --rules: the rule language is not built yet")
+	c.decider.Reload(f)
+	if c.vlog != nil {
+		c.vlog.RulesLoaded(time.Now(), f.Path, f.SHA256, f.Experiment)
+	}
+	return fmt.Sprintf("reloaded %s (experiment %s, sha256 %s)", f.Path, f.Experiment, f.SHA256[:12]), nil
+}
+
+// handle carries out one control command.
+func (c *controller) handle(args []string) (string, error) {
+	switch args[0] {
+	case "enable", "disable":
+		if len(args) != 2 {
+			return "", fmt.Errorf("usage: %s RULE", args[0])
+		}
+		on := args[0] == "enable"
+		if err := c.decider.SetEnabled(args[1], on); err != nil {
+			return "", err
+		}
+		if c.vlog != nil {
+			c.vlog.Toggled(time.Now(), args[1], on)
+		}
+		return fmt.Sprintf("rule %s %sd", args[1], args[0]), nil
+	case "reload":
+		return c.reload()
+	case "rules", "status":
+		var b strings.Builder
+		f := c.decider.File()
+		fmt.Fprintf(&b, "experiment %s (%s, sha256 %s)\n", f.Experiment, f.Path, f.SHA256[:12])
+		for _, r := range c.decider.Rules() {
+			state := "on "
+			if !r.Enabled {
+				state = "off"
+			}
+			fmt.Fprintf(&b, "  %s %-28s %-10s hits %d\n", state, r.Name, r.Action, r.Hits)
+		}
+		if args[0] == "status" {
+			st := c.engine.Stats()
+			fmt.Fprintf(&b, "packets %d, accepted %d, dropped %d, held now %d, injected %d, duplicated %d\n",
+				st.Packets, st.Accepted, st.Dropped, st.HeldNow, st.Injected, st.Duplicated)
+		}
+		return b.String(), nil
+	}
+	return "", fmt.Errorf("unknown command %q: want enable RULE, disable RULE, reload, rules or status", args[0])
+}
+
+// ruleInfo is what a run directory records of the rules in force.
+type ruleInfo struct{ sha256, experiment string }
+
+// loadDecider loads the rules (see loadRules) and returns their Decider.
+func loadDecider(name string) (nfq.Decider, ruleInfo, error) {
+	f, err := loadRules(name)
+	if err != nil {
+		return nil, ruleInfo{}, err
+	}
+	return rules.NewDecider(f, rules.Options{}), ruleInfo{sha256: f.SHA256, experiment: f.Experiment}, nil
 }

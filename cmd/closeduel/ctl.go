@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/closeduel/closeduel/control"
+)
+
+// ctlCommand is `closeduel ctl`: talks to a running `closeduel run`.
+func ctlCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ctl",
+		Usage:     "switch rules (mitigations) of a running closeduel run on or off, reload its rules, show its status",
+		ArgsUsage: "enable RULE | disable RULE | reload | rules | status",
+		Flags: []cli.Flag{
+			&cli.UintFlag{Name: "queue", Value: 7, Usage: "queue of the run to talk to"},
+			&cli.StringFlag{Name: "socket", Usage: "control socket (default /run/closeduel/queue-N.sock)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return fmt.Errorf("ctl: say what to do: %s", c.Command.ArgsUsage)
+			}
+			path := c.String("socket")
+			if path == "" {
+				path = control.DefaultPath(uint16(c.Uint("queue")))
+			}
+			out, err := control.Send(c.Context, path, c.Args().Slice())
+			if err != nil {
+				return fmt.Errorf("ctl: %w", err)
+			}
+			fmt.Fprint(c.App.Writer, out)
+			return nil
+		},
+	}
+}
