@@ -107,7 +107,7 @@ func (a *Analyzer) Add(e *Event) {
 	}
 	if a.last >= a.nextSweep {
 		a.sweep(a.last)
-		a.nextSweep = a.last + int64(time.Second)
+		a.nextSweep = a.last + max(int64(time.Second), a.gap/10)
 	}
 	t := &a.report.Totals
 	if e.Kind == EventPacket && e.Note.Kind != NoteNone {
