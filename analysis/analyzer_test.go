@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -138,6 +139,18 @@ var scenarios = []struct {
 		want: outcome{Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 9, Retrans: 2, SYNRetrans: 2,
 			RSTs: 3, Ignored: 2, TWReuse: 1, Close: []string{"fin", "rst"}, Closer: []string{"resp", "orig"},
 			History: []string{"ShADdfFa", "SkRSTkRSTkR"}, Causes: []string{CauseHeldTuple.String()}, Turns: []int{6}},
+	},
+	{
+		name: "IPv6: RST ignored",
+		build: func(s *synth) {
+			f := flow{c: netip.MustParseAddrPort("[fd00::1]:40010"), s: netip.MustParseAddrPort("[fd00::2]:80")}
+			s.exchange(f)
+			s.add(time.Millisecond, f, false, fR, 5201, 0, 0, "")
+			s.add(200*time.Millisecond, f, true, fPA, 1001, 5001, 100, "")
+			s.add(100*time.Microsecond, f, false, fR, 5201, 0, 0, "")
+		},
+		want: outcome{Connections: 1, Duels: 0, Retrans: 1, RSTs: 2, Ignored: 1, Close: []string{"rst"},
+			Closer: []string{"resp"}, History: []string{"ShADdrDTr"}},
 	},
 	{
 		name: "refused, half-open and unfinished",

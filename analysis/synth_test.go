@@ -92,8 +92,13 @@ func frame(t testing.TB, seg *segment.Segment) []byte {
 	if seg.PayloadLen > 0 {
 		b = append(b, make([]byte, seg.PayloadLen)...)
 		ip := b[segment.EthernetHeaderLen:]
-		binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)))
 		s := segment.Segment{IPHeaderLen: 20, TCPHeaderLen: 20}
+		if ip[0]>>4 == 6 {
+			binary.BigEndian.PutUint16(ip[4:6], uint16(len(ip)-40))
+			s.IPHeaderLen = 40
+		} else {
+			binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)))
+		}
 		if err := segment.FixChecksums(ip, &s); err != nil {
 			t.Fatal(err)
 		}
