@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/closeduel/closeduel/analysis"
 	"github.com/closeduel/closeduel/lab"
+	"github.com/closeduel/closeduel/rules"
 )
 
 // labCommand is `closeduel lab`: one experiment on the built-in bench.
@@ -122,19 +124,34 @@ func labAction(c *cli.Context) error {
 		}
 		cfg.Sysctls[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
+	if !c.Bool("no-inline") {
+		f, err := loadRules(cfg.Rules)
+		if err != nil {
+			return bad(err)
+		}
+		// The seed in run.yaml is the one the rules draw from: --seed
+		// overrides the rule file's, and a file without one gets the
+		// run's.
+		switch {
+		case c.IsSet("seed"):
+			f.Seed = uint64(cfg.Seed)
+		case f.Seed != 0:
+			cfg.Seed = int64(f.Seed)
+		default:
+			cfg.Seed = time.Now().UnixNano()
+			f.Seed = uint64(cfg.Seed)
+		}
+		if cfg.Experiment == "" && cfg.Rules != "" && f.Experiment != "" {
+			cfg.Experiment = f.Experiment
+		}
+		cfg.Inline = &lab.Engine{Decider: rules.NewDecider(f, rules.Options{}), Rules: cfg.Rules, RulesSHA256: f.SHA256,
+			Experiment: f.Experiment, Version: version, Summary: summaryFields}
+	}
 	if cfg.Experiment == "" && cfg.Rules != "" {
 		cfg.Experiment = strings.TrimSuffix(filepath.Base(cfg.Rules), filepath.Ext(cfg.Rules))
 	}
 	if cfg.Experiment == "" && cfg.Device == lab.DeviceLinux {
 		cfg.Experiment = lab.DefaultExperiment + "-linux"
-	}
-	if !c.Bool("no-inline") {
-		decider, info, err := loadDecider(cfg.Rules)
-		if err != nil {
-			return bad(err)
-		}
-		cfg.Inline = &lab.Engine{Decider: decider, Rules: cfg.Rules, RulesSHA256: info.sha256,
-			Experiment: info.experiment, Version: version, Summary: summaryFields}
 	}
 	if !c.Bool("lab-summary") {
 		// An interrupted run is still analysed.
