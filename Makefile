@@ -4,7 +4,7 @@
 GO ?= go
 # LAB_PACKAGES run the lab; TEST_PACKAGES add what the tests compare with
 # (tshark, the C anchor's library, headless Chromium for the HTML report).
-LAB_PACKAGES := iptables iproute2 ethtool tcpdump pkg-config gcc make liblwip-dev
+LAB_PACKAGES := iptables iproute2 ethtool tcpdump util-linux procps pkg-config gcc make liblwip-dev
 TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium
 BIN := bin/closeduel
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)

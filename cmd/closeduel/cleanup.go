@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/lab"
 	"github.com/closeduel/closeduel/topology"
 )
 
@@ -16,11 +17,13 @@ func cleanupCommand() *cli.Command {
 		Name:  "cleanup",
 		Usage: "remove what a crashed run left behind",
 		Description: `Removes closeduel's iptables chains (CLOSEDUEL-*) and the jumps to them in the
-current namespace (or --netns), and every lab namespace (cd-*) with its interfaces.
-Nothing else is touched. --dry-run only lists what would go.`,
+current namespace (or --netns), and the namespaces (with their interfaces) of lab
+runs whose process is gone; --all removes every closeduel namespace (cd-*), live
+or not. Nothing else is touched. --dry-run only lists what would go.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "clean iptables chains in this named namespace instead of the current one"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be removed, remove nothing"},
+			&cli.BoolFlag{Name: "all", Usage: "remove every closeduel namespace, also those of runs still going"},
 		},
 		Action: func(c *cli.Context) error {
 			ns := c.String("netns")
@@ -46,7 +49,13 @@ Nothing else is touched. --dry-run only lists what would go.`,
 			for _, ch := range chains {
 				fmt.Fprintln(out, "removed chain:", ch)
 			}
-			spaces, terr := topology.Sweep("")
+			var spaces []string
+			var terr error
+			if c.Bool("all") {
+				spaces, terr = topology.Sweep("")
+			} else {
+				spaces, terr = lab.SweepStale()
+			}
 			for _, s := range spaces {
 				fmt.Fprintln(out, "removed namespace:", s)
 			}
