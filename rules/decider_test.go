@@ -152,29 +152,33 @@ func play(t *testing.T, d *Decider, w *wire, steps []dstep) []nfq.Decision {
 	return out
 }
 
-func TestLostFinalAckDropsFirstAckOfDeviceFinPerConnection(t *testing.T) {
+func TestLostFinalAckDropsAcksOfDeviceFinUntilRetransmitted(t *testing.T) {
 	d := NewDecider(mustLibrary(t, "lost-final-ack"), Options{})
 	w := newWire(t)
 	steps := exchange()
+	// Both the client's ACK and its FIN+ACK acknowledge the device's FIN:
+	// both are dropped while the device has sent its FIN once.
 	steps[6].want = "drop-final-ack drop drop"
-	// The device retransmits its FIN; the client's FIN+ACK meanwhile and
-	// its ACK of the retransmission are the 2nd and 3rd matches: they pass.
+	steps[7].want = "drop-final-ack drop drop"
+	// The device retransmits its FIN; from then on acknowledgments pass.
 	steps = append(steps[:8],
-		dstep{from: "d", flags: "FIN+ACK", seq: 5101, ack: 1022, after: 200 * time.Millisecond},
-		dstep{from: "c", flags: "ACK", seq: 1022, ack: 5102})
+		dstep{from: "d", flags: "FIN+ACK", seq: 5101, ack: 1021, after: 200 * time.Millisecond},
+		dstep{from: "c", flags: "ACK", seq: 1022, ack: 5102},
+		dstep{from: "c", flags: "FIN+ACK", seq: 1021, ack: 5102, after: 200 * time.Millisecond})
 	decs := play(t, d, w, steps)
 	if decs[6].Dir != "client>device" || decs[6].Conn == 0 || decs[5].Dir != "device>client" {
 		t.Errorf("drop decision Dir %q Conn %d; FIN Dir %q", decs[6].Dir, decs[6].Conn, decs[5].Dir)
 	}
-	// A second connection gets its own first ACK dropped.
+	// A second connection starts afresh.
 	w.port++
 	steps = exchange()
 	steps[6].want = "drop-final-ack drop drop"
+	steps[7].want = "drop-final-ack drop drop"
 	decs2 := play(t, d, w, steps)
 	if decs2[0].Conn == decs[0].Conn {
 		t.Errorf("second connection has the first one's id %d", decs[0].Conn)
 	}
-	if diff := cmp.Diff([]RuleStatus{{Name: "drop-final-ack", Enabled: true, Hits: 2, Action: "drop"}}, d.Rules()); diff != "" {
+	if diff := cmp.Diff([]RuleStatus{{Name: "drop-final-ack", Enabled: true, Hits: 4, Action: "drop"}}, d.Rules()); diff != "" {
 		t.Errorf("Rules (-want +got):\n%s", diff)
 	}
 }
@@ -212,8 +216,8 @@ func TestDelayedFinalAckIsReproducible(t *testing.T) {
 		return out
 	}
 	a, b := delays(), delays()
-	if len(a) != 20 {
-		t.Fatalf("%d delays for 20 connections, want 20", len(a))
+	if len(a) != 40 {
+		t.Fatalf("%d delays for 20 connections, want 40 (the ACK and the FIN+ACK of each)", len(a))
 	}
 	distinct := map[time.Duration]bool{}
 	for _, x := range a {
@@ -222,8 +226,8 @@ func TestDelayedFinalAckIsReproducible(t *testing.T) {
 		}
 		distinct[x] = true
 	}
-	if len(distinct) < 15 {
-		t.Errorf("only %d distinct delays out of 20: jitter is not drawn", len(distinct))
+	if len(distinct) < 30 {
+		t.Errorf("only %d distinct delays out of 40: jitter is not drawn", len(distinct))
 	}
 	if diff := cmp.Diff(a, b); diff != "" {
 		t.Errorf("same seed, different delays (-first +second):\n%s", diff)

@@ -232,6 +232,24 @@ func (m *match) object() string {
 			while = append(while, Role(r).String()+" is in "+stateWords(set))
 		}
 	}
+	for r, on := range m.hasFins {
+		if !on {
+			continue
+		}
+		who, lo, hi := Role(r).String(), m.finsMin[r], m.finsMax[r]
+		switch {
+		case lo == 0 && hi == 0:
+			while = append(while, who+" has sent no FIN")
+		case lo == hi:
+			while = append(while, who+" has sent its FIN "+timesWord(lo))
+		case hi == 65535:
+			while = append(while, who+" has sent its FIN at least "+timesWord(lo))
+		case lo == 0:
+			while = append(while, who+" has sent its FIN at most "+timesWord(hi))
+		default:
+			while = append(while, fmt.Sprintf("%s has sent its FIN %d to %d times", who, lo, hi))
+		}
+	}
 	if len(while) > 0 {
 		b.WriteString(", while " + joinWords(while, "and"))
 	}
@@ -269,6 +287,8 @@ func (m *match) tail(f *File) string {
 	}
 	return ", " + strings.Join(parts, ", ")
 }
+
+func timesWord(n int) string { return times(uint64(n)) }
 
 func times(n uint64) string {
 	switch n {

@@ -17,12 +17,12 @@ import (
 var (
 	whenKeys = []string{
 		"from", "to", "ports", "flags", "has", "any", "none", "payload",
-		"client", "device", "acks", "retransmission", "keep-alive", "reuses-tuple", "after-rst", "first-closer",
+		"client", "device", "client-fins", "device-fins", "acks", "retransmission", "keep-alive", "reuses-tuple", "after-rst", "first-closer",
 		"nth", "every", "after", "until", "probability", "limit", "limit-per-conn",
 	}
 	releaseKeys = []string{
 		"from", "to", "flags", "has", "any", "none", "payload",
-		"client", "device", "acks", "retransmission", "keep-alive", "reuses-tuple", "after-rst", "first-closer",
+		"client", "device", "client-fins", "device-fins", "acks", "retransmission", "keep-alive", "reuses-tuple", "after-rst", "first-closer",
 	}
 	ackNames = []string{"syn", "fin", "client-fin", "device-fin"}
 )
@@ -68,6 +68,9 @@ type match struct {
 	payMin, payMax int
 
 	states [2]uint16 // by Role: bit per track.State; 0 means any
+
+	hasFins          [2]bool // by Role
+	finsMin, finsMax [2]int
 
 	acks                                 uint8
 	retrans, keepAlive, reuses, afterRST tri
@@ -155,6 +158,16 @@ func (m *match) static(v *view) bool {
 			return false
 		}
 	}
+	for r := range m.hasFins {
+		if m.hasFins[r] {
+			if v.fromRole < 0 {
+				return false
+			}
+			if n := int(v.res.Fins[v.end(Role(r))]); n < m.finsMin[r] || n > m.finsMax[r] {
+				return false
+			}
+		}
+	}
 	ev := v.res.Events
 	if m.acks != 0 {
 		ok := m.acks&ackSYN != 0 && ev&track.AcksSYN != 0 ||
@@ -224,7 +237,7 @@ func (p *parser) when(n *yaml.Node, f *File, m *match, release bool) {
 		case "none":
 			m.none, _ = p.flags(e.v, w)
 		case "payload":
-			m.payMin, m.payMax, m.hasPayload = p.payload(e.v, w)
+			m.payMin, m.payMax, m.hasPayload = p.count(e.v, w, "a length")
 		case "client", "device":
 			r, _ := parseRole(e.key)
 			if !f.HasRoles() {
@@ -232,6 +245,13 @@ func (p *parser) when(n *yaml.Node, f *File, m *match, release bool) {
 				continue
 			}
 			m.states[r] = p.states(e.v, w)
+		case "client-fins", "device-fins":
+			r, _ := parseRole(strings.TrimSuffix(e.key, "-fins"))
+			if !f.HasRoles() {
+				p.errAt(e.k, "%s: the file has no hosts: saying which address is the %s", w, r)
+				continue
+			}
+			m.finsMin[r], m.finsMax[r], m.hasFins[r] = p.count(e.v, w, "a count")
 		case "acks":
 			acksN = e.k
 			m.acks = p.acks(e.v, w, f)
@@ -382,20 +402,21 @@ func (p *parser) flags(n *yaml.Node, what string) (segment.Flags, bool) {
 	return out, good
 }
 
-// payload parses a payload length: N, "A..B", ">N", ">=N", "<N", "<=N".
-func (p *parser) payload(n *yaml.Node, what string) (lo, hi int, ok bool) {
+// count parses a payload length or a count: N, "A..B", ">N", ">=N", "<N",
+// "<=N", each from 0 to 65535.
+func (p *parser) count(n *yaml.Node, what, noun string) (lo, hi int, ok bool) {
 	const max = 65535
 	n = deref(n)
 	if n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
 		v, ok := p.integer(n, what, 0, max)
 		return int(v), int(v), ok
 	}
-	s, good := p.scalar(n, what, "a length such as 0, >0 or 1..100")
+	s, good := p.scalar(n, what, noun+" such as 0, >0 or 1..100")
 	if !good {
 		return 0, 0, false
 	}
 	bad := func() (int, int, bool) {
-		p.errAt(n, "%s: expected a length such as 0, >0, <=100 or 1..100, found %q", what, s)
+		p.errAt(n, "%s: expected %s such as 0, >0, <=100 or 1..100, found %q", what, noun, s)
 		return 0, 0, false
 	}
 	num := func(t string) (int, bool) {

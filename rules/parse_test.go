@@ -131,6 +131,17 @@ rules:
     when: { device: time-wait }
     do: drop
 `, []string{`5:13: when: device: the file has no hosts: saying which address is the device`}},
+	{"FIN count without hosts", `experiment: t
+about: A test.
+rules:
+  - name: a
+    when: { device-fins: 1 }
+    do: drop
+`, []string{`5:13: when: device-fins: the file has no hosts: saying which address is the device`}},
+	{"FIN count not a count", head + `  - name: a
+    when: { client-fins: once }
+    do: drop
+`, []string{`6:26: when: client-fins: expected a count such as 0, >0, <=100 or 1..100, found "once"`}},
 	{"tab indentation", "experiment: t\nabout: A test.\nrules:\n  - name: a\n\tdo: drop\n", []string{
 		`5:1: YAML syntax: a tab in the indentation: YAML indents with spaces`}},
 	{"tab after spaces", "experiment: t\nabout: A test.\nrules:\n  - name: a\n    do: drop\n  \t\n  - name: b\n", []string{

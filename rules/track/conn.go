@@ -55,8 +55,9 @@ type Endpoint struct {
 	RSTAt   time.Time
 
 	// Segments counts the segments it sent, Retransmissions those of them
-	// that were retransmissions.
-	Segments, Retransmissions uint32
+	// that were retransmissions, Fins those that carried a FIN (the first
+	// and its retransmissions).
+	Segments, Retransmissions, Fins uint32
 }
 
 // Conn is one incarnation of a 4-tuple: from a SYN (or from the first
@@ -203,6 +204,9 @@ func (c *Conn) sent(i int, seg *segment.Segment, now time.Time) Event {
 	}
 	f := seg.Flags
 	e.Segments++
+	if f&segment.FIN != 0 && f&segment.RST == 0 {
+		e.Fins++
+	}
 	c.Last = now
 
 	if f&segment.SYN != 0 {

@@ -45,8 +45,10 @@ type Result struct {
 	Slot int
 	// From is the index in Conn.Ends of the sender.
 	From int
-	// Before holds both endpoints' states before the segment.
+	// Before holds both endpoints' states before the segment, Fins how
+	// many FINs each had sent before it.
 	Before [2]State
+	Fins   [2]uint32
 	// Events says what the segment was.
 	Events Event
 }
@@ -152,7 +154,8 @@ func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
 		}
 		t.touch(slot)
 	}
-	r := Result{Conn: c, Slot: slot, From: from, Before: [2]State{c.Ends[0].State, c.Ends[1].State}}
+	r := Result{Conn: c, Slot: slot, From: from, Before: [2]State{c.Ends[0].State, c.Ends[1].State},
+		Fins: [2]uint32{c.Ends[0].Fins, c.Ends[1].Fins}}
 	if c.Midstream && ev&NewIncarnation != 0 {
 		ev |= Midstream
 	}
@@ -259,7 +262,7 @@ func (t *Tracker) open(c *Conn, from int, seg *segment.Segment, now time.Time) {
 func (t *Tracker) reincarnate(c *Conn, from int, now time.Time) {
 	prev := *c
 	p := prev.Ends[1-from]
-	p.Segments, p.Retransmissions, p.RSTSent = 0, 0, false
+	p.Segments, p.Retransmissions, p.Fins, p.RSTSent = 0, 0, 0, false
 	carried := p.State != Closed && p.State != Listen
 	reused := carried || (!prev.ClosedAt.IsZero() && now.Sub(prev.ClosedAt) < 2*t.cfg.MSL)
 	t.fresh(c, prev.Tuple, now)
