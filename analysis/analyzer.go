@@ -66,6 +66,10 @@ type Analyzer struct {
 	// notedPackets is set once a packet came with closeduel's note.
 	notedPackets bool
 	notable      int // rows kept past MaxConnections
+	// running counts the runs that are duels already but not ended;
+	// ignored and twReuses count over finished and live incarnations
+	// (LiveCounts).
+	running, ignored, twReuses int
 }
 
 // NewAnalyzer returns an Analyzer with cfg's parameters.
@@ -166,7 +170,12 @@ func (a *Analyzer) packet(e *Event) {
 	di := c.dir(seg)
 	wasClosed := c.closed != 0
 	wasConflict := c.conflict
+	wasIgnored, wasReuse := c.ignoredRSTs, c.twReuse
 	retrans, stale := c.update(di, seg, &e.Note, e.Time)
+	a.ignored += c.ignoredRSTs - wasIgnored
+	if c.twReuse && !wasReuse {
+		a.twReuses++
+	}
 	var tok [4]byte
 	n := token(&tok, seg, di, retrans, stale, &e.Note)
 	c.addHistory(&tok, n)
@@ -200,6 +209,9 @@ func (a *Analyzer) runAdd(ts *tupleState, c *conn, cause Cause, seg *segment.Seg
 	r := ts.run
 	r.add(seg, note, t)
 	if r.turns >= minTurns {
+		if !r.qualified {
+			a.running++
+		}
 		r.qualified = true
 		c.inDuel = true
 	}
@@ -212,6 +224,7 @@ func (a *Analyzer) endRun(ts *tupleState, ongoing bool) {
 	if r == nil || !r.qualified {
 		return
 	}
+	a.running--
 	t := &a.report.Totals
 	t.Duels++
 	t.DuelSegments += r.segments
@@ -311,6 +324,68 @@ func (a *Analyzer) sweep(now int64) {
 
 // Live returns the number of tuples the analyzer holds state for.
 func (a *Analyzer) Live() int { return len(a.tuples) }
+
+// LiveCounts are an Analyzer's figures so far, by the same definitions as
+// its Report: for a display while the segments still come.
+type LiveCounts struct {
+	// Segments counts the segments added (Totals.Segments).
+	Segments int
+	// Connections counts the incarnations started so far, finished or
+	// not.
+	Connections int
+	// Duels counts the duels so far: those ended and those running.
+	// OngoingDuels counts the running ones: runs of out-of-connection
+	// segments that have made their two turns and have not ended. Whether
+	// a run has ended by the duel gap is checked only as later segments
+	// come (the Analyzer reads no clock).
+	Duels, OngoingDuels int
+	// IgnoredRSTs and TimeWaitReuses count over every incarnation so
+	// far, finished or live.
+	IgnoredRSTs, TimeWaitReuses int
+}
+
+// LiveCounts returns the figures so far. Once every event has been added
+// they equal the totals Finish reports. It allocates nothing.
+func (a *Analyzer) LiveCounts() LiveCounts {
+	t := &a.report.Totals
+	return LiveCounts{
+		Segments:       t.Segments,
+		Connections:    a.nextID,
+		Duels:          t.Duels + a.running,
+		OngoingDuels:   a.running,
+		IgnoredRSTs:    a.ignored,
+		TimeWaitReuses: a.twReuses,
+	}
+}
+
+// SetRun sets the lab run's metadata (Config.Run) once the Analyzer is
+// running, as a live analysis learns when the workload stopped only while
+// the segments come. The duels already listed are judged again against
+// it, so the report is the one Config.Run would have given, except for
+// duels that ended before the call and were left out of Report.Duels
+// (beyond MaxDuels): those keep the judgement they had.
+func (a *Analyzer) SetRun(run *RunInfo) {
+	a.cfg.Run = run
+	a.report.Run = run
+	t := &a.report.Totals
+	for i := range a.report.Duels {
+		d := &a.report.Duels[i]
+		if d.AfterWorkload != nil && *d.AfterWorkload {
+			t.DuelsAfterWorkload--
+		}
+		d.AfterWorkload, d.AfterWorkloadSeconds = nil, 0
+		if run == nil || run.WorkloadEnd.IsZero() {
+			continue
+		}
+		start, end, wend := d.Start.UnixNano(), d.End.UnixNano(), run.WorkloadEnd.UnixNano()
+		after := end > wend
+		d.AfterWorkload = &after
+		if after {
+			d.AfterWorkloadSeconds = secondsOf(end - max(start, wend))
+			t.DuelsAfterWorkload++
+		}
+	}
+}
 
 // Finish ends every live incarnation and duel and returns the report.
 // The Analyzer must not be used after.
