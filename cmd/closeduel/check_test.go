@@ -19,13 +19,15 @@ func runCmd(t *testing.T, stdin string, args ...string) (stdout, stderr string, 
 }
 
 func TestCheckDescribesAValidFile(t *testing.T) {
-	out, errOut, err := runCmd(t, "", "check", "../../rules/library/lost-final-ack.yaml")
+	out, errOut, err := runCmd(t, "", "check", "../../rules/testdata/sketch.yaml")
 	if err != nil || errOut != "" {
 		t.Fatalf("check: %v, stderr %q", err, errOut)
 	}
-	want := `../../rules/library/lost-final-ack.yaml: experiment lost-final-ack: Drop the client's first acknowledgment of the device's FIN in each connection; the device must retransmit its FIN at least once, possibly into a socket Linux has already freed.
-  watches TCP between client 192.168.100.1 and device 192.168.100.99 on port 80 (client runs linux, device lwip); random choices are seeded with 42
-  drop-final-ack: drops the 1st segment without RST from client that acknowledges device's FIN, in each connection
+	want := `../../rules/testdata/sketch.yaml: experiment lost-final-ack: Drop the laptop's ACK of the device's FIN once per connection; does the device's FIN retransmission meet Linux RSTs?
+  watches TCP between client 192.168.100.1 and device 192.168.100.99 on port 80; random choices are seeded with 42
+  drop-final-ack: drops the 1st ACK from client that acknowledges device's FIN, in each connection
+  slow-client-fin: delays each segment with FIN from client by 250ms ± 50ms (uniformly distributed)
+  fin-to-rst: rewrites each segment with FIN from device: flags become RST+ACK (disabled until enabled at run time)
 `
 	if diff := cmp.Diff(want, out); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
