@@ -10,23 +10,23 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/internal/roottest"
-	"github.com/closeduel/closeduel/lab"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/rules"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
 )
 
 // The shipped experiments against real stacks: for each, a fresh bench
@@ -151,25 +151,24 @@ func startBench(t *testing.T, experiment string, sysctls []string, serve func(ne
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := lab.OpenCapture(topo.Bridge, port, filepath.Join(t.TempDir(), port+".pcapng"), func(at time.Time, data []byte) {
-			var s segment.Segment
-			if dec.Decode(data, &s) != nil {
-				return
-			}
-			ip := append([]byte(nil), data[segment.EthernetHeaderLen:]...)
-			b.mu.Lock()
-			b.caps[port] = append(b.caps[port], frame{at: at, seg: s, ip: ip})
-			b.mu.Unlock()
-		})
+		fd, err := openCapture(topo.Bridge, port)
 		if err != nil {
 			t.Fatal(err)
 		}
 		capsDone.Add(1)
 		go func() {
 			defer capsDone.Done()
-			if err := c.Run(capCtx); err != nil {
-				t.Error(err)
-			}
+			defer unix.Close(fd)
+			readCapture(capCtx, fd, func(at time.Time, data []byte) {
+				var s segment.Segment
+				if dec.Decode(data, &s) != nil {
+					return
+				}
+				ip := append([]byte(nil), data[segment.EthernetHeaderLen:]...)
+				b.mu.Lock()
+				b.caps[port] = append(b.caps[port], frame{at: at, seg: s, ip: ip})
+				b.mu.Unlock()
+			})
 		}()
 	}
 
@@ -196,6 +195,55 @@ func startBench(t *testing.T, experiment string, sysctls []string, serve func(ne
 	}
 	t.Cleanup(b.stop)
 	return b
+}
+
+// openCapture opens an AF_PACKET socket on iface in namespace ns that sees
+// the frames the port receives and sends, with kernel timestamps.
+func openCapture(ns, iface string) (int, error) {
+	fd := -1
+	err := netns.Do(ns, func() error {
+		ifc, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		proto := int(uint16(unix.ETH_P_ALL)<<8 | uint16(unix.ETH_P_ALL)>>8)
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifc.Index}); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			return err
+		}
+		tv := unix.Timeval{Usec: 50_000}
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	if err != nil && fd >= 0 {
+		unix.Close(fd)
+	}
+	return fd, err
+}
+
+// readCapture hands every frame to fn until ctx is done.
+func readCapture(ctx context.Context, fd int, fn func(time.Time, []byte)) {
+	buf, oob := make([]byte, 65536), make([]byte, 128)
+	for ctx.Err() == nil {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		if err != nil {
+			continue // timeout or interrupted: look at ctx again
+		}
+		at := time.Now()
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+					ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+					at = time.Unix(ts.Sec, ts.Nsec)
+				}
+			}
+		}
+		fn(at, buf[:n])
+	}
 }
 
 // dial connects from the client namespace, from local port lport when

@@ -16,14 +16,15 @@ import (
 // spec is a random when: in source form; ref evaluates it the slow,
 // obvious way, on names and strings, for the differential test.
 type spec struct {
-	from, to             []string
-	ports                []int
-	flags                []string // exact, or:
-	has, anyOf, none     []string
-	payload              string
-	client, device       []string
-	acks                 []string
-	retrans, reuses, rst string // "", "true", "false"
+	from, to               []string
+	ports                  []int
+	flags                  []string // exact, or:
+	has, anyOf, none       []string
+	payload                string
+	client, device         []string
+	acks                   []string
+	retrans, reuses, rst   string // "", "true", "false"
+	clientFins, deviceFins string // "" or a count spec
 }
 
 var (
@@ -83,6 +84,8 @@ func randomSpec(r *rand.Rand) spec {
 	if r.IntN(3) == 0 {
 		s.acks = pick(r, ackNames, 2)
 	}
+	fins := func() string { return []string{"", "", "", "0", "1", ">1", "<2", "1..2"}[r.IntN(8)] }
+	s.clientFins, s.deviceFins = fins(), fins()
 	tri := func() string { return []string{"", "", "true", "false"}[r.IntN(4)] }
 	s.retrans, s.reuses, s.rst = tri(), tri(), tri()
 	return s
@@ -121,6 +124,13 @@ func (s spec) yaml() string {
 	} else if s.payload != "" {
 		add("payload", strconv.Quote(s.payload))
 	}
+	for _, x := range []struct{ k, v string }{{"client-fins", s.clientFins}, {"device-fins", s.deviceFins}} {
+		if _, err := strconv.Atoi(x.v); err == nil {
+			add(x.k, x.v)
+		} else if x.v != "" {
+			add(x.k, strconv.Quote(x.v))
+		}
+	}
 	for _, x := range []struct{ k, v string }{{"retransmission", s.retrans}, {"reuses-tuple", s.reuses}, {"after-rst", s.rst}} {
 		if x.v != "" {
 			add(x.k, x.v)
@@ -136,7 +146,35 @@ type refCase struct {
 	flags            []string
 	payload          int
 	state            map[string]string
+	fins             map[string]int
 	events           map[string]bool
+}
+
+// refCount evaluates a count spec the obvious way.
+func refCount(spec string, n int) bool {
+	switch {
+	case spec == "":
+		return true
+	case strings.Contains(spec, ".."):
+		lo, hi, _ := strings.Cut(spec, "..")
+		a, _ := strconv.Atoi(lo)
+		b, _ := strconv.Atoi(hi)
+		return a <= n && n <= b
+	case strings.HasPrefix(spec, ">="):
+		v, _ := strconv.Atoi(spec[2:])
+		return n >= v
+	case strings.HasPrefix(spec, ">"):
+		v, _ := strconv.Atoi(spec[1:])
+		return n > v
+	case strings.HasPrefix(spec, "<="):
+		v, _ := strconv.Atoi(spec[2:])
+		return n <= v
+	case strings.HasPrefix(spec, "<"):
+		v, _ := strconv.Atoi(spec[1:])
+		return n < v
+	}
+	v, _ := strconv.Atoi(spec)
+	return n == v
 }
 
 func inList(xs []string, x string) bool { return slices.Contains(xs, x) }
@@ -219,6 +257,9 @@ func (s spec) ref(c refCase) bool {
 			return false
 		}
 	}
+	if !refCount(s.clientFins, c.fins["client"]) || !refCount(s.deviceFins, c.fins["device"]) {
+		return false
+	}
 	if s.client != nil && !inList(s.client, c.state["client"]) || s.device != nil && !inList(s.device, c.state["device"]) {
 		return false
 	}
@@ -276,6 +317,7 @@ func TestMatcherAgreesWithReference(t *testing.T) {
 				dst:     netip.AddrPortFrom(addrs[toRole][r.IntN(2)], []uint16{80, 40001}[r.IntN(2)]),
 				payload: []int{0, 1, 19, 20, 21, 100, 101}[r.IntN(7)],
 				state:   map[string]string{},
+				fins:    map[string]int{},
 				events:  map[string]bool{},
 			}
 			var fl segment.Flags
@@ -294,6 +336,9 @@ func TestMatcherAgreesWithReference(t *testing.T) {
 					end = 1 - res.From
 				}
 				res.Before[end] = st
+				n := r.IntN(4)
+				c.fins[role] = n
+				res.Fins[end] = uint32(n)
 			}
 			for i, name := range []string{"retransmission", "acks-syn", "acks-fin", "reuses-tuple", "after-rst"} {
 				ev := []track.Event{track.Retransmission, track.AcksSYN, track.AcksFIN, track.ReusesTuple, track.AfterRST}[i]
