@@ -107,7 +107,10 @@ func startBench(t *testing.T, experiment string, sysctls []string, serve func(ne
 	t.Cleanup(func() { topo.Close() })
 	for _, ns := range []string{topo.Client, topo.Device} {
 		for _, s := range sysctls {
-			if err := netns.Run(ctx, ns, "sysctl", "-qw", s); err != nil {
+			key, value, _ := strings.Cut(s, "=")
+			if err := netns.Do(ns, func() error {
+				return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644)
+			}); err != nil {
 				t.Fatal(err)
 			}
 		}
