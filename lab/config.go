@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/closeduel/closeduel/nfq"
 )
 
 // Defaults of a lab run.
@@ -95,7 +97,8 @@ type Config struct {
 	// Inline is the middlebox on the bridge; nil runs the bench without
 	// one (capture only).
 	Inline Inline
-	// Report writes report.txt; nil writes the lab's own summary.
+	// Report writes report.txt; nil writes WriteReport (the analysis the
+	// run fed, then the lab's section).
 	Report func(w io.Writer, r *Result) error
 
 	// Helper is the argv prefix that runs this program's hidden lab
@@ -226,4 +229,7 @@ type InlineEnv struct {
 	NetNS, Bridge, Dir string
 	Client, Device     netip.Addr
 	Seed               int64
+	// Observe, when not nil, receives every event the Inline records,
+	// as its verdict log does (the lab's live analysis).
+	Observe nfq.Recorder
 }

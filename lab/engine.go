@@ -65,7 +65,11 @@ func (e *Engine) Start(ctx context.Context, env InlineEnv) error {
 	if e.Rules != "" {
 		vlog.RulesLoaded(time.Now(), e.Rules, e.RulesSHA256, e.Experiment)
 	}
-	engine, err := nfq.Open(nfq.Config{Queue: queue, NetNS: env.NetNS, Decider: decider, Recorder: vlog})
+	var rec nfq.Recorder = vlog
+	if env.Observe != nil {
+		rec = teeRecorder{vlog, env.Observe}
+	}
+	engine, err := nfq.Open(nfq.Config{Queue: queue, NetNS: env.NetNS, Decider: decider, Recorder: rec})
 	if err != nil {
 		return errors.Join(fmt.Errorf("lab: engine: %w", err), vlog.Close())
 	}
@@ -119,4 +123,13 @@ func (e *Engine) Stop() error {
 	errs = append(errs, e.vlog.Close())
 	e.engine = nil
 	return errors.Join(errs...)
+}
+
+// teeRecorder hands every event to two recorders, the verdict log first.
+type teeRecorder [2]nfq.Recorder
+
+// Record implements nfq.Recorder.
+func (t teeRecorder) Record(ev *nfq.Event) {
+	t[0].Record(ev)
+	t[1].Record(ev)
 }

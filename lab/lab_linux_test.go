@@ -11,15 +11,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/closeduel/closeduel/analysis"
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
@@ -185,8 +188,8 @@ func TestLabLwIPEndToEnd(t *testing.T) {
 
 	t.Run("device answers and closes first", func(t *testing.T) {
 		deviceClosesFirst(t, wire, requests)
-		if got := res.Summary.Closers[CloserDevice]; got != requests {
-			t.Errorf("summary: %d connections closed by the device first, want %d", got, requests)
+		if got := closes(res.Analysis); !cmp.Equal(got, map[string]int{"resp fin": requests}) {
+			t.Errorf("analysis: connections by closer and close %v, want all %d closed by the device (resp fin)", got, requests)
 		}
 		if r := res.Record.Results; r.RequestsOK != requests || r.RequestsFailed != 0 {
 			t.Errorf("requests ok %d failed %d, want %d and 0", r.RequestsOK, r.RequestsFailed, requests)
@@ -211,6 +214,27 @@ func TestLabLwIPEndToEnd(t *testing.T) {
 			if d := got - gap; d > 10*time.Millisecond || d < -10*time.Millisecond {
 				t.Errorf("gap %d on the wire: %v, want %v ±10ms (the client started them %v apart)", i, got, gap, starts[i+1].Sub(starts[i]))
 			}
+		}
+	})
+
+	t.Run("the live analysis is the analysis of the run directory", func(t *testing.T) {
+		run, err := analysis.ReadRun(res.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths, err := analysis.RunInputs(res.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := analysis.Analyze(context.Background(), analysis.Config{Run: run}, paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, res.Analysis, cmpopts.IgnoreFields(analysis.Report{}, "Inputs")); diff != "" {
+			t.Errorf("report (-analysis of the run directory +live analysis):\n%s", diff)
+		}
+		if res.Analysis.Totals.Segments != len(wire) {
+			t.Errorf("the live analysis saw %d segments, the wire %d", res.Analysis.Totals.Segments, len(wire))
 		}
 	})
 
@@ -247,7 +271,8 @@ func TestLabLwIPEndToEnd(t *testing.T) {
 			{"pool", rec.Device.Pool, DefaultPool},
 			{"client close", rec.Workload.ClientClose, "eof"},
 			{"requests ok", rec.Results.RequestsOK, requests},
-			{"segments", rec.Results.Segments, len(wire)},
+			{"segments", rec.Results.Analysis.Segments, len(wire)},
+			{"connections", rec.Results.Analysis.Connections, requests},
 			{"verdicts", rec.Results.Verdicts["pass"], uint64(len(wire))},
 			{"workload end after start", rec.WorkloadEnd.After(rec.WorkloadStart), true},
 			{"port range sysctl recorded", rec.Workload.Sysctls[sysctlPortRange] != "", true},
@@ -276,8 +301,11 @@ func TestLabLwIPEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := fmt.Sprintf("connections: %d ", requests); !bytes.Contains(report, []byte(want)) {
-			t.Errorf("report.txt lacks %q:\n%s", want, report)
+		// The analysis first, then the lab's section.
+		for _, want := range []string{fmt.Sprintf(`\n  connections +%d\n`, requests), `\n\nLAB\n`, fmt.Sprintf(`\n  requests +%d ok, 0 failed`, requests)} {
+			if !regexp.MustCompile(want).Match(report) {
+				t.Errorf("report.txt lacks %q:\n%s", want, report)
+			}
 		}
 	})
 }
@@ -331,8 +359,8 @@ func TestLabLinuxDeviceClosesFirst(t *testing.T) {
 	}
 	namespacesGone(t, res)
 	deviceClosesFirst(t, readCapture(t, filepath.Join(res.Dir, FileCapture)), cfg.Schedule.Requests())
-	if len(res.Summary.Duels) != 0 {
-		t.Errorf("%d duels against the Linux device, want 0", len(res.Summary.Duels))
+	if n := res.Analysis.Totals.Duels; n != 0 {
+		t.Errorf("%d duels against the Linux device, want 0", n)
 	}
 }
 
@@ -410,18 +438,18 @@ func TestSweepStaleRemovesDeadRunsOnly(t *testing.T) {
 func TestDeviceOptions(t *testing.T) {
 	roottest.Require(t)
 	tests := []struct {
-		name    string
-		suffix  string
-		edit    func(*Config)
-		closers map[Closer]int
-		status  func(DeviceEvent) string // "" when the status is right
+		name   string
+		suffix string
+		edit   func(*Config)
+		closes map[string]int           // connections by closer and close kind
+		status func(DeviceEvent) string // "" when the status is right
 	}{
 		{
 			// Each connection leaves one TIME_WAIT pcb; with room for
 			// two, the 3rd, 4th and 5th SYN each free the oldest.
 			name: "pool of two frees the oldest TIME_WAIT", suffix: "d",
-			edit:    func(c *Config) { c.Pool = 2 },
-			closers: map[Closer]int{CloserDevice: 5},
+			edit:   func(c *Config) { c.Pool = 2 },
+			closes: map[string]int{"resp fin": 5},
 			status: func(st DeviceEvent) string {
 				if st.PoolKilled["time_wait"] != 3 || st.TimeWait != 2 {
 					return fmt.Sprintf("pool killed %v, %d in TIME_WAIT; want 3 TIME_WAIT kills, 2 left", st.PoolKilled, st.TimeWait)
@@ -431,8 +459,8 @@ func TestDeviceOptions(t *testing.T) {
 		},
 		{
 			name: "short TIME_WAIT expires between requests", suffix: "e",
-			edit:    func(c *Config) { c.TimeWait = 100 * time.Millisecond },
-			closers: map[Closer]int{CloserDevice: 5},
+			edit:   func(c *Config) { c.TimeWait = 100 * time.Millisecond },
+			closes: map[string]int{"resp fin": 5},
 			status: func(st DeviceEvent) string {
 				if st.TWExpired != 5 || st.PoolKilled["time_wait"] != 0 || st.TimeWait != 0 {
 					return fmt.Sprintf("%d expired, pool killed %v, %d in TIME_WAIT; want 5, none, 0", st.TWExpired, st.PoolKilled, st.TimeWait)
@@ -442,8 +470,8 @@ func TestDeviceOptions(t *testing.T) {
 		},
 		{
 			name: "abort resets every connection", suffix: "f",
-			edit:    func(c *Config) { c.Close = CloseAbort },
-			closers: map[Closer]int{CloserDeviceRST: 5},
+			edit:   func(c *Config) { c.Close = CloseAbort },
+			closes: map[string]int{"resp rst": 5},
 			status: func(st DeviceEvent) string {
 				if st.Aborted != 5 || st.TimeWait != 0 {
 					return fmt.Sprintf("%d aborted, %d in TIME_WAIT; want 5 and 0", st.Aborted, st.TimeWait)
@@ -453,8 +481,8 @@ func TestDeviceOptions(t *testing.T) {
 		},
 		{
 			name: "wait lets the client close first", suffix: "g",
-			edit:    func(c *Config) { c.Close, c.WaitEOF = CloseWaitClient, false },
-			closers: map[Closer]int{CloserClient: 5},
+			edit:   func(c *Config) { c.Close, c.WaitEOF = CloseWaitClient, false },
+			closes: map[string]int{"orig fin": 5},
 			status: func(st DeviceEvent) string {
 				if st.Closed != 5 || st.TimeWait != 0 {
 					return fmt.Sprintf("%d closed, %d in TIME_WAIT; want 5 and 0 (the client holds TIME_WAIT)", st.Closed, st.TimeWait)
@@ -471,14 +499,8 @@ func TestDeviceOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := map[Closer]int{}
-			for c := Closer(0); c < closerCount; c++ {
-				if n := res.Summary.Closers[c]; n > 0 {
-					got[c] = n
-				}
-			}
-			if diff := cmp.Diff(tt.closers, got); diff != "" {
-				t.Errorf("closed first by (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.closes, closes(res.Analysis)); diff != "" {
+				t.Errorf("connections by closer and close (-want +got):\n%s", diff)
 			}
 			if !res.DeviceStatus.Final {
 				t.Fatalf("no final device status: %+v", res.DeviceStatus)
@@ -488,4 +510,17 @@ func TestDeviceOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closes counts a report's connections by closer and close kind, as
+// "resp fin".
+func closes(r *analysis.Report) map[string]int {
+	out := map[string]int{}
+	if r == nil {
+		return out
+	}
+	for _, c := range r.Connections {
+		out[c.Closer.String()+" "+c.Close.String()]++
+	}
+	return out
 }

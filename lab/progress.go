@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/closeduel/closeduel/analysis"
 )
 
 // progress draws the live status line while a run goes on. It draws only on
@@ -22,8 +24,9 @@ type progress struct {
 	ok      int
 	failed  int
 	stopped time.Time
-	// stats returns segments, verdicts by action and duels so far.
-	stats func() (segments int, verdicts map[string]uint64, duels int)
+	// stats returns the analysis' figures so far (segments, connections,
+	// duels) and the middlebox's verdicts by action (nil without one).
+	stats func() (live analysis.LiveCounts, verdicts map[string]uint64)
 }
 
 func (p *progress) request(ok bool) {
@@ -54,7 +57,7 @@ func (p *progress) line(now time.Time) string {
 		phase = "watching"
 	}
 	remaining := max(end.Sub(now), 0)
-	segs, verdicts, duels := p.stats()
+	live, verdicts := p.stats()
 	var v []string
 	for action, n := range verdicts {
 		v = append(v, fmt.Sprintf("%s %d", action, n))
@@ -67,8 +70,12 @@ func (p *progress) line(now time.Time) string {
 			vs = "verdicts: none yet"
 		}
 	}
-	return fmt.Sprintf("%5.1fs elapsed, %5.1fs left (%s) | requests %d ok %d failed | segments %d | %s | duels %d",
-		now.Sub(p.start).Seconds(), remaining.Seconds(), phase, ok, failed, segs, vs, duels)
+	duels := fmt.Sprintf("duels %d", live.Duels)
+	if live.OngoingDuels > 0 {
+		duels += fmt.Sprintf(" (%d ongoing)", live.OngoingDuels)
+	}
+	return fmt.Sprintf("%5.1fs elapsed, %5.1fs left (%s) | requests %d ok %d failed | segments %d | %s | connections %d | %s",
+		now.Sub(p.start).Seconds(), remaining.Seconds(), phase, ok, failed, live.Segments, vs, live.Connections, duels)
 }
 
 // run redraws the line until ctx is done, then ends it with a newline.

@@ -5,12 +5,16 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/closeduel/closeduel/analysis"
 )
 
 func TestProgressLine(t *testing.T) {
 	start := time.Unix(1_800_000_000, 0)
 	p := &progress{start: start, plan: 48 * time.Second, quiet: 30 * time.Second,
-		stats: func() (int, map[string]uint64, int) { return 120, map[string]uint64{"pass": 118, "drop": 2}, 1 }}
+		stats: func() (analysis.LiveCounts, map[string]uint64) {
+			return analysis.LiveCounts{Segments: 120, Connections: 14, Duels: 3, OngoingDuels: 1, IgnoredRSTs: 9}, map[string]uint64{"pass": 118, "drop": 2}
+		}}
 	p.request(true)
 	p.request(true)
 	p.request(false)
@@ -21,11 +25,11 @@ func TestProgressLine(t *testing.T) {
 		want string
 	}{
 		{name: "client running", now: start.Add(12 * time.Second),
-			want: " 12.0s elapsed,  36.0s left (client running) | requests 2 ok 1 failed | segments 120 | verdicts: drop 2, pass 118 | duels 1"},
+			want: " 12.0s elapsed,  36.0s left (client running) | requests 2 ok 1 failed | segments 120 | verdicts: drop 2, pass 118 | connections 14 | duels 3 (1 ongoing)"},
 		{name: "watching", stop: start.Add(20 * time.Second), now: start.Add(25 * time.Second),
-			want: " 25.0s elapsed,  25.0s left (watching) | requests 2 ok 1 failed | segments 120 | verdicts: drop 2, pass 118 | duels 1"},
+			want: " 25.0s elapsed,  25.0s left (watching) | requests 2 ok 1 failed | segments 120 | verdicts: drop 2, pass 118 | connections 14 | duels 3 (1 ongoing)"},
 		{name: "past the end", stop: start.Add(20 * time.Second), now: start.Add(60 * time.Second),
-			want: " 60.0s elapsed,   0.0s left (watching) | requests 2 ok 1 failed | segments 120 | verdicts: drop 2, pass 118 | duels 1"},
+			want: " 60.0s elapsed,   0.0s left (watching) | requests 2 ok 1 failed | segments 120 | verdicts: drop 2, pass 118 | connections 14 | duels 3 (1 ongoing)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +42,7 @@ func TestProgressLine(t *testing.T) {
 }
 
 func TestProgressSaysNothingWithoutATerminal(t *testing.T) {
-	p := &progress{start: time.Now(), stats: func() (int, map[string]uint64, int) { return 0, nil, 0 }}
+	p := &progress{start: time.Now(), stats: func() (analysis.LiveCounts, map[string]uint64) { return analysis.LiveCounts{}, nil }}
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 	defer cancel()
 	began := time.Now()

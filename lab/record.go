@@ -2,12 +2,15 @@ package lab
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/closeduel/closeduel/analysis"
 )
 
 // Files a run directory holds.
@@ -34,8 +37,13 @@ type Result struct {
 	Dir string
 	// Record is what run.yaml holds.
 	Record Record
-	// Summary tallies the bridge capture.
+	// Summary followed the bench's segments (the segments after the client
+	// stopped).
 	Summary *Summary
+	// Analysis is the report of the analysis the Summary fed while the run
+	// went on: the same segments, verdicts and definitions as the analysis
+	// of the run directory.
+	Analysis *analysis.Report
 	// DeviceStatus is the device's last status line.
 	DeviceStatus DeviceEvent
 }
@@ -102,51 +110,73 @@ type Versions struct {
 
 // Results are the run's figures.
 type Results struct {
-	RequestsOK      int               `yaml:"requests_ok"`
-	RequestsFailed  int               `yaml:"requests_failed"`
-	RequestsLate    int               `yaml:"requests_late"`
-	MaxStartError   string            `yaml:"max_start_error"`
-	MaxGapError     string            `yaml:"max_gap_error"`
-	ClientStopped   time.Time         `yaml:"client_stopped"`
-	Frames          int               `yaml:"frames"`
-	Segments        int               `yaml:"segments"`
-	Connections     int               `yaml:"connections"`
-	ClosedFirstBy   map[string]int    `yaml:"closed_first_by"`
-	RSTs            int               `yaml:"rsts"`
-	IgnoredRSTs     int               `yaml:"ignored_rsts"`
-	AfterStop       int               `yaml:"segments_after_client_stopped"`
-	LastAfterStop   string            `yaml:"last_segment_after_stop,omitempty"`
-	Duels           int               `yaml:"duels"`
-	DuelSegments    int               `yaml:"duel_segments"`
-	DuelAfterStop   int               `yaml:"duel_segments_after_stop"`
-	LongestDuel     string            `yaml:"longest_duel"`
+	RequestsOK     int       `yaml:"requests_ok"`
+	RequestsFailed int       `yaml:"requests_failed"`
+	RequestsLate   int       `yaml:"requests_late"`
+	MaxStartError  string    `yaml:"max_start_error"`
+	MaxGapError    string    `yaml:"max_gap_error"`
+	ClientStopped  time.Time `yaml:"client_stopped"`
+	// Frames counts the frames of the lab's own capture of the bridge.
+	Frames int `yaml:"frames"`
+	// AfterStop counts the bench's segments after the client stopped,
+	// LastAfterStop how long after it the last came.
+	AfterStop     int    `yaml:"segments_after_client_stopped"`
+	LastAfterStop string `yaml:"last_segment_after_stop,omitempty"`
+	// Analysis holds the analysis' headline figures of the run, by its
+	// definitions (analysis/DEFINITIONS.md).
+	Analysis        AnalysisFigures   `yaml:"analysis"`
 	Verdicts        map[string]uint64 `yaml:"verdicts,omitempty"`
 	DeviceTimeWait  int               `yaml:"device_time_wait_at_end"`
 	DevicePoolKills map[string]int    `yaml:"device_pool_killed,omitempty"`
 }
 
-// fillResults copies the summary's figures into the record.
-func (r *Record) fillResults(s *Summary) {
+// AnalysisFigures are the analysis' totals a run record keeps, under the
+// names of the analysis' JSON report.
+type AnalysisFigures struct {
+	Segments           int            `yaml:"segments"`
+	Connections        int            `yaml:"connections"`
+	CleanCloses        int            `yaml:"clean_closes"`
+	Closes             map[string]int `yaml:"closes,omitempty"`
+	FailedRequests     int            `yaml:"failed_requests"`
+	Retransmissions    int            `yaml:"retransmissions"`
+	FINRetransmissions int            `yaml:"fin_retransmissions"`
+	RSTs               int            `yaml:"rsts"`
+	IgnoredRSTs        int            `yaml:"ignored_rsts"`
+	TimeWaitReuses     int            `yaml:"time_wait_reuses"`
+	Duels              int            `yaml:"duels"`
+	DuelSegments       int            `yaml:"duel_segments"`
+	DuelSeconds        float64        `yaml:"duel_seconds"`
+	DuelsAfterWorkload int            `yaml:"duels_after_workload"`
+	Drops              int            `yaml:"drops"`
+}
+
+// fillResults copies the summary's figures and the analysis' totals
+// into the record.
+func (r *Record) fillResults(s *Summary, rep *analysis.Report) {
 	res := &r.Results
 	res.ClientStopped = s.Stop().UTC()
-	res.Frames, res.Segments, res.Connections = s.Frames, s.Segments, s.Connections
-	res.ClosedFirstBy = map[string]int{}
-	for c := Closer(0); c < closerCount; c++ {
-		if s.Closers[c] > 0 {
-			res.ClosedFirstBy[c.String()] = s.Closers[c]
+	n, last := s.AfterStop()
+	res.AfterStop, res.LastAfterStop = n, ""
+	if n > 0 {
+		res.LastAfterStop = last.Round(time.Millisecond).String()
+	}
+	if rep == nil {
+		return
+	}
+	t := &rep.Totals
+	closes := map[string]int{}
+	for k, v := range t.Closes {
+		if v > 0 {
+			closes[k] = v
 		}
 	}
-	res.RSTs, res.IgnoredRSTs, res.AfterStop = s.ClientRSTs+s.DeviceRSTs, s.IgnoredRSTs, s.AfterStop
-	if s.AfterStop > 0 {
-		res.LastAfterStop = s.LastAfterStop.Sub(s.Stop()).Round(time.Millisecond).String()
+	res.Analysis = AnalysisFigures{
+		Segments: t.Segments, Connections: t.Connections, CleanCloses: t.CleanCloses, Closes: closes,
+		FailedRequests: t.FailedRequests, Retransmissions: t.Retransmissions, FINRetransmissions: t.FINRetransmissions,
+		RSTs: t.RSTs, IgnoredRSTs: t.IgnoredRSTs, TimeWaitReuses: t.TimeWaitReuses,
+		Duels: t.Duels, DuelSegments: t.DuelSegments, DuelSeconds: math.Round(float64(t.DuelSeconds)*1000) / 1000,
+		DuelsAfterWorkload: t.DuelsAfterWorkload, Drops: t.Drops,
 	}
-	res.Duels = len(s.Duels)
-	res.DuelSegments, res.DuelAfterStop = s.DuelSegments()
-	var longest time.Duration
-	for _, d := range s.Duels {
-		longest = max(longest, d.Duration())
-	}
-	res.LongestDuel = longest.Round(time.Millisecond).String()
 }
 
 // write writes run.yaml into dir, listing the files the directory holds.

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/closeduel/closeduel/analysis"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/topology"
 )
@@ -107,9 +108,15 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 
 	b := &bench{cfg: &cfg, topo: topo, dir: dir, res: res, device: build}
 	err = b.run(ctx)
-	b.sum.Close()
-	res.Summary = b.sum
-	rec.fillResults(b.sum)
+	if b.sum != nil {
+		// The analysis the run fed, with the metadata the analysis of the
+		// run directory reads from run.yaml.
+		res.Analysis = b.sum.Close(&analysis.RunInfo{Dir: dir, Experiment: rec.Experiment,
+			WorkloadStart: rec.WorkloadStart, WorkloadEnd: rec.WorkloadEnd})
+		res.Summary = b.sum
+		rec.fillResults(b.sum, res.Analysis)
+	}
+	rec.Results.Frames = b.frames
 	st := res.DeviceStatus
 	rec.Results.DeviceTimeWait, rec.Results.DevicePoolKills = st.TimeWait, st.PoolKilled
 	// The report may read run.yaml (the analysis does): write it first.
@@ -135,7 +142,7 @@ func (b *bench) report() error {
 	}
 	report := b.cfg.Report
 	if report == nil {
-		report = WriteSummaryReport
+		report = WriteReport
 	}
 	err = report(w, b.res)
 	if cerr := f.Close(); cerr != nil {
@@ -155,8 +162,12 @@ type bench struct {
 	res    *Result
 	device DeviceBuild
 
-	mu      sync.Mutex // guards sum and devStatus
-	sum     *Summary
+	// sum follows the bench's segments (it locks itself); frames counts
+	// the lab capture's frames once it is closed.
+	sum    *Summary
+	frames int
+
+	mu      sync.Mutex // guards devLast
 	devLast DeviceEvent
 
 	ok, failed, late         int
@@ -179,11 +190,13 @@ func (b *bench) run(ctx context.Context) (err error) {
 			return fmt.Errorf("lab: %w", err)
 		}
 	}
-	capt, err := OpenCapture(topo.Bridge, topology.BridgeName, wire, func(t time.Time, f []byte) {
-		b.mu.Lock()
-		b.sum.AddFrame(t, f)
-		b.mu.Unlock()
-	})
+	// The summary reads what the analysis of the run directory will read:
+	// the engine's records when it runs, else this capture.
+	var onFrame func(time.Time, []byte)
+	if cfg.Inline == nil {
+		onFrame = b.sum.AddFrame
+	}
+	capt, err := OpenCapture(topo.Bridge, topology.BridgeName, wire, onFrame)
 	if err != nil {
 		return err
 	}
@@ -193,11 +206,12 @@ func (b *bench) run(ctx context.Context) (err error) {
 	defer func() {
 		capStop()
 		err = errors.Join(err, <-capDone)
+		b.frames = int(capt.Frames())
 	}()
 
 	if cfg.Inline != nil {
 		env := InlineEnv{NetNS: topo.Bridge, Bridge: topology.BridgeName, Dir: b.dir,
-			Client: cfg.ClientAddr.Addr(), Device: cfg.DeviceAddr.Addr(), Seed: cfg.Seed}
+			Client: cfg.ClientAddr.Addr(), Device: cfg.DeviceAddr.Addr(), Seed: cfg.Seed, Observe: b.sum}
 		if err := cfg.Inline.Start(ctx, env); err != nil {
 			return fmt.Errorf("lab: middlebox: %w", err)
 		}
@@ -223,10 +237,8 @@ func (b *bench) run(ctx context.Context) (err error) {
 	}
 
 	prog := &progress{start: time.Now(), plan: cfg.Schedule.Duration() + cfg.Quiet, quiet: cfg.Quiet,
-		stats: func() (int, map[string]uint64, int) {
-			b.mu.Lock()
-			segs, duels := b.sum.Segments, len(b.sum.Duels)
-			b.mu.Unlock()
+		stats: func() (analysis.LiveCounts, map[string]uint64) {
+			live := b.sum.Live()
 			var verdicts map[string]uint64
 			if cfg.Inline != nil {
 				_, verdicts = cfg.Inline.Counts()
@@ -234,7 +246,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 					verdicts = map[string]uint64{}
 				}
 			}
-			return segs, verdicts, duels
+			return live, verdicts
 		}}
 	if cfg.Live {
 		prog.w = cfg.Progress
@@ -386,9 +398,7 @@ func (b *bench) startClient(ctx context.Context, prog *progress, stopped chan<- 
 		case ClientStopped:
 			at := time.Unix(0, ev.End)
 			b.res.Record.WorkloadEnd = at.UTC()
-			b.mu.Lock()
 			b.sum.SetStop(at)
-			b.mu.Unlock()
 			prog.stop(at)
 			stopped <- at
 		}

@@ -51,7 +51,7 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 			&cli.StringSliceFlag{Name: "sysctl", Usage: "other client sysctl KEY=VALUE (repeat)"},
 			&cli.Int64Flag{Name: "seed", Usage: "seed recorded in run.yaml and handed to the middlebox (default: from the clock)"},
 			&cli.StringFlag{Name: "name", Usage: "namespace name part (default l<pid>; namespaces are cd-<name>-client, ...)"},
-			&cli.BoolFlag{Name: "lab-summary", Usage: "print the lab's own summary instead of the analysis report"},
+			&cli.BoolFlag{Name: "lab-summary", Usage: "report the analysis the run fed while it went on, without reading the run directory again"},
 		},
 		Action: labAction,
 		Subcommands: []*cli.Command{
@@ -174,9 +174,10 @@ func labAction(c *cli.Context) error {
 	return err
 }
 
-// analysisReport writes the analysis report of the run directory followed
-// by the lab's own summary; when the analysis fails it says why and writes
-// the summary alone.
+// analysisReport writes the analysis report of the run directory (as
+// closeduel analyze --run gives it) followed by the lab's section; when
+// that analysis fails it says why and writes the analysis the run fed
+// instead.
 func analysisReport(ctx context.Context) func(io.Writer, *lab.Result) error {
 	return func(w io.Writer, r *lab.Result) error {
 		acfg := analysis.Config{}
@@ -187,15 +188,15 @@ func analysisReport(ctx context.Context) func(io.Writer, *lab.Result) error {
 			if paths, err = analysis.RunInputs(r.Dir); err == nil {
 				var rep *analysis.Report
 				if rep, err = analysis.Analyze(ctx, acfg, paths); err == nil {
-					err = analysis.WriteText(w, rep, analysis.TextOptions{})
+					if err = analysis.WriteText(w, rep, analysis.TextOptions{}); err == nil {
+						fmt.Fprintln(w)
+						return lab.WriteSummaryReport(w, r)
+					}
 				}
 			}
 		}
-		if err != nil {
-			fmt.Fprintf(w, "analysis failed (%v); the lab's summary follows\n", err)
-		}
-		fmt.Fprintln(w, "\nlab summary")
-		return lab.WriteSummaryReport(w, r)
+		fmt.Fprintf(w, "analysis of the run directory failed (%v); the analysis the run fed follows\n\n", err)
+		return lab.WriteReport(w, r)
 	}
 }
 
