@@ -55,6 +55,8 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 		},
 		Action: labAction,
 		Subcommands: []*cli.Command{
+			labUpCommand(),
+			labDownCommand(),
 			labHelper(lab.HelperClient, "run the workload (inside the client namespace)"),
 			labHelper(lab.HelperLinuxDevice, "serve as the Linux device (inside the device namespace)"),
 		},
