@@ -25,62 +25,6 @@ import (
 	"github.com/closeduel/closeduel/segment"
 )
 
-// Config configures an Engine. Zero values mean the defaults documented on
-// each field.
-type Config struct {
-	// Queue is the NFQUEUE number to bind.
-	Queue uint16
-	// NetNS names the network namespace (as `ip netns` knows it) whose
-	// queue to bind and whose bridge ports to inject on; "" is ours.
-	NetNS string
-	// Decider decides each packet; nil observes (accepts everything).
-	Decider Decider
-	// Recorder receives every event; nil records nothing.
-	Recorder Recorder
-	// QueueMaxLen is the kernel queue length; default 4096. With fail-open
-	// the kernel accepts packets unqueued when the queue is full.
-	QueueMaxLen uint32
-	// MaxHeld bounds the packets held at once (delays, holds); default
-	// 2048. A hold beyond it gets its verdict at once and is counted.
-	MaxHeld int
-	// MaxHold bounds how long a HoldKey hold waits for its release;
-	// default 5 s.
-	MaxHold time.Duration
-	// ReceiveBuffer is the netlink socket's receive buffer in bytes;
-	// default 8 MiB.
-	ReceiveBuffer int
-	// Batch is how many queued packets one receive call may return;
-	// default 64.
-	Batch int
-	// DrainQuiet is how long the queue must stay empty at shutdown before
-	// the engine unbinds; default 30 ms (at most 1 s of draining).
-	DrainQuiet time.Duration
-}
-
-func (c *Config) fill() {
-	if c.Decider == nil {
-		c.Decider = Observe{}
-	}
-	if c.QueueMaxLen == 0 {
-		c.QueueMaxLen = 4096
-	}
-	if c.MaxHeld <= 0 {
-		c.MaxHeld = 2048
-	}
-	if c.MaxHold <= 0 {
-		c.MaxHold = 5 * time.Second
-	}
-	if c.ReceiveBuffer <= 0 {
-		c.ReceiveBuffer = 8 << 20
-	}
-	if c.Batch <= 0 {
-		c.Batch = 64
-	}
-	if c.DrainQuiet <= 0 {
-		c.DrainQuiet = 30 * time.Millisecond
-	}
-}
-
 // maxMessage is the size of one receive slot: a 64 KiB packet (GSO
 // packets arrive whole) plus the netlink header and attributes.
 const maxMessage = 0x10000 + 4096

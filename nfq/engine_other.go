@@ -6,24 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
 var errUnsupported = fmt.Errorf("nfq: NFQUEUE needs Linux: %w", errors.ErrUnsupported)
-
-// Config configures an Engine (see the Linux build for the fields' meaning).
-type Config struct {
-	Queue         uint16
-	NetNS         string
-	Decider       Decider
-	Recorder      Recorder
-	QueueMaxLen   uint32
-	MaxHeld       int
-	MaxHold       time.Duration
-	ReceiveBuffer int
-	Batch         int
-	DrainQuiet    time.Duration
-}
 
 // Engine is unavailable on this system.
 type Engine struct{}

@@ -6,19 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 )
 
 var errUnsupported = fmt.Errorf("topology: network namespaces need Linux: %w", errors.ErrUnsupported)
-
-// Config describes a bench (see the Linux build).
-type Config struct {
-	Name                   string
-	ClientAddr, DeviceAddr netip.Prefix
-	DeviceTap              bool
-	SpreadCPUs             bool
-	KeepOffload            bool
-}
 
 // Topology is a built bench (never on this system).
 type Topology struct {
