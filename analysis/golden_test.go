@@ -24,6 +24,12 @@ var knownAnswers = map[string]outcome{
 	"linux-time-wait-reuse": {Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 19, Retrans: 7,
 		SYNRetrans: 6, RSTs: 6, Ignored: 5, TWReuse: 1},
 	"lwip-observe": {Connections: 51, Clean: 51},
+	// Every connection's final ACK dropped once, the device's FIN
+	// retransmitted once (TestLwIPLostFinalAck says which segments).
+	"lwip-lost-final-ack": {Connections: 6, Clean: 6, Retrans: 6, FINRetrans: 6},
+	// Linux accepts each SYN on the tuple it holds in TIME_WAIT: no
+	// TIME_WAIT reuse (TestAcceptedReuseIsNoTimeWaitReuse).
+	"linux-port-reuse": {Connections: 4, Clean: 4},
 	"lwip-port-reuse": {Connections: 51, Clean: 4, Failed: 46, Duels: 3, DuelSegments: 666, Retrans: 191,
 		SYNRetrans: 191, RSTs: 237, Ignored: 187, TWReuse: 32},
 }

@@ -1,0 +1,237 @@
+package analysis
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/closeduel/closeduel/segment"
+)
+
+// labRun analyses a known-answer run directory as closeduel analyze --run
+// does and returns the report and the events it read.
+func labRun(t *testing.T, dir string) (*Report, []Event) {
+	t.Helper()
+	run, err := ReadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := RunInputs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return analyzeFiles(t, Config{Run: run}, paths...), inputEvents(t, paths)
+}
+
+// TestLwIPLostFinalAck: in testdata/lwip-lost-final-ack/ closeduel's rule
+// drop-final-ack dropped, in every connection, the client's ACK of the
+// lwIP device's FIN, and the device sent its FIN again (testdata/README.md).
+// The analysis must see the device's FIN retransmitted in every
+// connection, attribute each drop to that rule and to that ACK, and close
+// each connection with the ACK that got through.
+func TestLwIPLostFinalAck(t *testing.T) {
+	r, events := labRun(t, "testdata/lwip-lost-final-ack")
+	device := netip.MustParseAddr("192.168.100.99")
+	const rule = "drop-final-ack"
+
+	type conn struct {
+		deviceFINs, clientFINs []Event
+		drops                  []Event
+		acksAfter              []Event // delivered client ACKs of the device's FIN after its retransmission
+	}
+	conns := map[uint16]*conn{}
+	var logDrops []Event
+	for _, e := range events {
+		fromDevice := e.Seg.Src.Addr() == device
+		port := e.Seg.Dst.Port()
+		if !fromDevice {
+			port = e.Seg.Src.Port()
+		}
+		if e.Kind == EventVerdict {
+			if e.Note.Drop {
+				logDrops = append(logDrops, e)
+			}
+			continue
+		}
+		c := conns[port]
+		if c == nil {
+			c = &conn{}
+			conns[port] = c
+		}
+		f := e.Seg.Flags
+		switch {
+		case fromDevice && f&segment.FIN != 0:
+			c.deviceFINs = append(c.deviceFINs, e)
+		case !fromDevice && f&segment.FIN != 0:
+			c.clientFINs = append(c.clientFINs, e)
+		}
+		if e.Note.Drop {
+			c.drops = append(c.drops, e)
+		} else if !fromDevice && len(c.deviceFINs) > 1 && f&segment.ACK != 0 && e.Seg.Ack == c.deviceFINs[0].Seg.End() {
+			c.acksAfter = append(c.acksAfter, e)
+		}
+	}
+	if len(conns) != 6 || len(r.Connections) != 6 {
+		t.Fatalf("%d tuples, %d connections; want 6 and 6", len(conns), len(r.Connections))
+	}
+	for _, row := range r.Connections {
+		port := netip.MustParseAddrPort(row.Orig).Port()
+		c := conns[port]
+		t.Run(row.Orig, func(t *testing.T) {
+			if len(c.deviceFINs) < 2 {
+				t.Fatalf("the device sent its FIN %d times, want it retransmitted", len(c.deviceFINs))
+			}
+			if len(c.clientFINs) != 1 || row.FINRetransmissions != len(c.deviceFINs)-1 {
+				t.Errorf("FIN retransmissions %d (client FINs %d, device FINs %d): want only the device's FIN sent again",
+					row.FINRetransmissions, len(c.clientFINs), len(c.deviceFINs))
+			}
+			if len(c.drops) != 1 {
+				t.Fatalf("%d segments dropped, want the one final ACK", len(c.drops))
+			}
+			drop := c.drops[0]
+			want := Note{Kind: NoteVerdict, Drop: true, Action: "drop", Rule: rule}
+			if diff := cmp.Diff(want, drop.Note); diff != "" {
+				t.Errorf("the drop's note (-want +got):\n%s", diff)
+			}
+			if drop.Seg.Src.Addr() == device || drop.Seg.Flags != segment.ACK || drop.Seg.Ack != c.deviceFINs[0].Seg.End() {
+				t.Errorf("dropped %v %v ack %d: want the client's pure ACK of the device's FIN (ack %d)",
+					drop.Seg.Src, drop.Seg.Flags, drop.Seg.Ack, c.deviceFINs[0].Seg.End())
+			}
+			if retx := c.deviceFINs[1]; retx.Time <= drop.Time || retx.Seg.Seq != c.deviceFINs[0].Seg.Seq {
+				t.Errorf("the device's second FIN (seq %d at %d) should resend the first (seq %d) after the drop (at %d)",
+					retx.Seg.Seq, retx.Time, c.deviceFINs[0].Seg.Seq, drop.Time)
+			}
+			if len(c.acksAfter) == 0 {
+				t.Fatal("no ACK of the retransmitted FIN got through")
+			}
+			if got := row.Closed.UnixNano(); got != c.acksAfter[0].Time {
+				t.Errorf("closed at %d, want at the delivered ACK of the retransmitted FIN (%d), not at the dropped one (%d)",
+					got, c.acksAfter[0].Time, drop.Time)
+			}
+			if !strings.Contains(row.History, "AX") || !strings.Contains(row.History, "ft") {
+				t.Errorf("history %q should mark the dropped ACK (AX) and the device's retransmitted FIN (ft)", row.History)
+			}
+			if !row.Clean || row.RSTs != 0 || row.Duels != 0 {
+				t.Errorf("clean %v, RSTs %d, duels %d: the device recovered, want a clean close", row.Clean, row.RSTs, row.Duels)
+			}
+		})
+	}
+	// The verdict log's drops are these segments, and the totals count
+	// them once.
+	if len(logDrops) != 6 || r.Totals.Drops != 6 || r.Totals.Verdicts != r.Totals.Segments {
+		t.Errorf("log drops %d, total drops %d, verdicts %d of %d segments; want 6, 6 and one verdict per segment",
+			len(logDrops), r.Totals.Drops, r.Totals.Verdicts, r.Totals.Segments)
+	}
+	for _, e := range logDrops {
+		c := conns[e.Seg.Src.Port()]
+		same := func(d *Event) bool {
+			return d.Time == e.Time && d.Seg.Src == e.Seg.Src && d.Seg.Dst == e.Seg.Dst && d.Seg.Flags == e.Seg.Flags &&
+				d.Seg.Seq == e.Seg.Seq && d.Seg.Ack == e.Seg.Ack
+		}
+		if c == nil || len(c.drops) != 1 || !same(&c.drops[0]) || e.Note.Rule != rule {
+			t.Errorf("log drop %v > %v ack %d by %q is not the capture's dropped segment", e.Seg.Src, e.Seg.Dst, e.Seg.Ack, e.Note.Rule)
+		}
+	}
+}
+
+// TestAcceptedReuseIsNoTimeWaitReuse: a SYN to a tuple the other side
+// holds in TIME_WAIT counts as a TIME_WAIT reuse only when the holder
+// answers it with an ACK of the old connection (DEFINITIONS.md). A SYN the
+// holder accepts, as Linux does when the sequence number (or timestamp) is
+// above the old connection's, starts a new connection like any other and
+// does not duel.
+func TestAcceptedReuseIsNoTimeWaitReuse(t *testing.T) {
+	held := func(s *synth, f flow) {
+		s.exchange(f)
+		// The server closes first and holds the tuple in TIME_WAIT.
+		s.add(100*time.Microsecond, f, false, fFA, 5201, 1101, 0, "")
+		s.add(100*time.Microsecond, f, true, fFA, 1101, 5202, 0, "")
+		s.add(100*time.Microsecond, f, false, fA, 5202, 1102, 0, "")
+	}
+	tests := []struct {
+		name  string
+		build func(s *synth, f flow)
+		want  outcome
+	}{
+		{
+			name: "accepted: SYN above the old sequence space, SYN+ACK",
+			build: func(s *synth, f flow) {
+				held(s, f)
+				s.add(time.Second, f, true, fS, 90000, 0, 0, "")
+				s.add(100*time.Microsecond, f, false, fS|fA, 7000, 90001, 0, "")
+				s.add(100*time.Microsecond, f, true, fA, 90001, 7001, 0, "")
+			},
+			want: outcome{Connections: 2, Clean: 1, Close: []string{"fin", "unfinished"}, Closer: []string{"resp", "none"},
+				History: []string{"ShADdfFa", "ShA"}},
+		},
+		{
+			name: "refused: SYN answered by an ACK of the old connection",
+			build: func(s *synth, f flow) {
+				held(s, f)
+				s.add(time.Second, f, true, fS, 900, 0, 0, "")
+				s.add(100*time.Microsecond, f, false, fA, 5202, 1102, 0, "")
+				s.add(100*time.Microsecond, f, true, fR, 1102, 0, 0, "")
+			},
+			want: outcome{Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 3, RSTs: 1, TWReuse: 1,
+				Close: []string{"fin", "rst"}, Closer: []string{"resp", "orig"}, History: []string{"ShADdfFa", "SkR"},
+				Causes: []string{CauseHeldTuple.String()}, Turns: []int{2}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSynth()
+			tt.build(s, newFlow(40020))
+			p := tempPath(t, "x.pcap")
+			s.writePcap(t, p, layers.LinkTypeEthernet)
+			if diff := cmp.Diff(tt.want, outcomeOf(analyzeFiles(t, Config{}, p)), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// The lab's control run: the Linux device closed first each time, so
+	// it held the tuple in TIME_WAIT for 60 s, and accepted each next SYN
+	// on it a second later.
+	t.Run("testdata/linux-port-reuse", func(t *testing.T) {
+		r, events := labRun(t, "testdata/linux-port-reuse")
+		if len(r.Connections) != 4 {
+			t.Fatalf("%d connections, want 4", len(r.Connections))
+		}
+		var syns []Event
+		var lastClientEnd segment.Seq
+		for _, e := range events {
+			if e.Kind != EventPacket || e.Seg.Src.Addr() != netip.MustParseAddr("192.168.100.1") {
+				continue
+			}
+			if e.Seg.Flags == segment.SYN {
+				if len(syns) > 0 && !lastClientEnd.LessThan(e.Seg.Seq) {
+					t.Errorf("SYN %d not above the last connection's sequence space (up to %d)", e.Seg.Seq, lastClientEnd)
+				}
+				syns = append(syns, e)
+			}
+			lastClientEnd = e.Seg.End()
+		}
+		for i, c := range r.Connections {
+			if c.Orig != "192.168.100.1:40000" || c.Resp != "192.168.100.99:80" {
+				t.Errorf("connection %d on %s > %s, want every one on the same tuple", c.ID, c.Orig, c.Resp)
+			}
+			if c.Closer != SideResp || c.Close != CloseFIN || !c.Clean || c.TimeWaitReuse || c.Duels != 0 {
+				t.Errorf("connection %d: closer %s close %s clean %v reuse %v duels %d; want the device closing first, clean, no reuse, no duel",
+					c.ID, c.Closer, c.Close, c.Clean, c.TimeWaitReuse, c.Duels)
+			}
+			if i > 0 {
+				if held := c.Start.Sub(r.Connections[i-1].Closed); held <= 0 || held >= 60*time.Second {
+					t.Errorf("connection %d started %v after the last one closed: not within Linux's 60 s TIME_WAIT", c.ID, held)
+				}
+			}
+		}
+		if len(syns) != 4 || r.Totals.TimeWaitReuses != 0 || r.Totals.Duels != 0 || r.Totals.RSTs != 0 {
+			t.Errorf("%d SYNs, %d TIME_WAIT reuses, %d duels, %d RSTs; want 4, 0, 0, 0", len(syns), r.Totals.TimeWaitReuses, r.Totals.Duels, r.Totals.RSTs)
+		}
+	})
+}
