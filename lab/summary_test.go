@@ -449,3 +449,24 @@ func TestWriteReport(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryRecordAllocatesNothing: on the engine's goroutine, a segment
+// of a live connection costs no allocation.
+func TestSummaryRecordAllocatesNothing(t *testing.T) {
+	s, err := NewSummary(testClient.Addr(), testDevice.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range exchange(0, 1000) {
+		seg := st.segment()
+		s.AddSegment(at(st.ms), &seg, analysis.Note{})
+	}
+	st := c(0.5, ack, 1079, 5120, 0)
+	ev := nfq.Event{Kind: nfq.EventVerdict, Left: at(0.5), Decision: &nfq.Decision{Rule: "r", Action: "delay"}, Seg: st.segment(), TCP: true}
+	if allocs := testing.AllocsPerRun(1000, func() { s.Record(&ev) }); allocs != 0 {
+		t.Errorf("Record allocates %v times per segment, want 0", allocs)
+	}
+	if got := s.Live(); got.Segments != 6+1001 || got.Connections != 1 {
+		t.Errorf("live %+v, want %d segments of one connection", got, 6+1001)
+	}
+}
