@@ -18,7 +18,6 @@ import (
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/closeduel/closeduel/netns"
@@ -146,14 +145,29 @@ func Open(cfg Config) (*Engine, error) {
 }
 
 func (e *Engine) setup() error {
+	// Take the socket over from the library: its handle is registered
+	// with the Go runtime's netpoller, whose epoll would wake a thread on
+	// every queued packet although nothing waits there (the engine reads
+	// on its own thread). A duplicate descriptor outlives the library's
+	// Close, which removes the registration; the socket, its port id and
+	// the binding stay.
 	raw, err := e.nfq.Con.SyscallConn()
 	if err != nil {
 		return err
 	}
-	if cerr := raw.Control(func(fd uintptr) { e.fd = int(fd) }); cerr != nil {
+	var libFD int
+	if cerr := raw.Control(func(fd uintptr) { libFD = int(fd) }); cerr != nil {
 		return cerr
 	}
-	if err := e.nfq.SetOption(netlink.NoENOBUFS, true); err != nil {
+	if e.fd, err = unix.FcntlInt(uintptr(libFD), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+		return fmt.Errorf("take over the netlink socket: %w", err)
+	}
+	lib := e.nfq
+	e.nfq = nil
+	if err := lib.Close(); err != nil {
+		return fmt.Errorf("release the library's handle: %w", err)
+	}
+	if err := unix.SetsockoptInt(e.fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1); err != nil {
 		return fmt.Errorf("set NETLINK_NO_ENOBUFS: %w", err)
 	}
 	if err := unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, e.cfg.ReceiveBuffer); err != nil {
@@ -274,11 +288,12 @@ const (
 // goroutine), which wakes faster than the runtime's poller; a receive
 // timeout of idlePoll bounds the wait. With timed items pending it waits
 // with ppoll for at most until the earliest is due (hrtimer precision).
-// It returns false when nothing arrived.
+// A negative wait blocks until a packet comes or idlePoll passes. It
+// returns false when nothing arrived.
 func (e *Engine) receive(wait time.Duration) (bool, error) {
 	e.nrecv = 0
 	flags := uintptr(unix.MSG_WAITFORONE)
-	if wait < idlePoll+pollMargin {
+	if wait >= 0 && wait < idlePoll+pollMargin {
 		if wait > 0 {
 			e.pollTS = unix.NsecToTimespec(int64(wait))
 			e.pollFD[0] = unix.PollFd{Fd: int32(e.fd), Events: unix.POLLIN}
@@ -313,9 +328,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer runtime.UnlockOSThread()
 	var runErr error
 	for ctx.Err() == nil {
-		wait := idlePoll
+		wait := time.Duration(-1) // block (up to idlePoll)
 		if it, ok := e.timed.Peek(); ok {
-			wait = time.Until(it.due)
+			wait = max(time.Until(it.due), 0)
 		}
 		got, err := e.receive(wait)
 		now := time.Now()
@@ -817,13 +832,14 @@ func (e *Engine) KernelStats() (KernelQueueStats, error) {
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		var errs []error
-		if e.nfq != nil {
-			if e.fd > 0 {
-				msg := appendConfig(nil, e.cfg.Queue, 9, appendAttr(nil, nfqaCfgCmd, []byte{cfgCmdUnbind, 0, 0, 0}))
-				binaryClearAck(msg)
-				unix.Write(e.fd, msg)
-			}
+		if e.nfq != nil { // Open failed before the takeover
 			errs = append(errs, e.nfq.Close())
+		}
+		if e.fd > 0 {
+			msg := appendConfig(nil, e.cfg.Queue, 9, appendAttr(nil, nfqaCfgCmd, []byte{cfgCmdUnbind, 0, 0, 0}))
+			binaryClearAck(msg)
+			unix.Write(e.fd, msg)
+			errs = append(errs, unix.Close(e.fd))
 		}
 		if e.packetFD >= 0 {
 			errs = append(errs, unix.Close(e.packetFD))
