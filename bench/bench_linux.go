@@ -107,6 +107,14 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 	defer func() { err = errors.Join(err, topo.Close()) }()
 	addr := topo.DeviceAddr.Addr().String()
+	// The churn load cycles through the client's whole port range within
+	// a few rounds; the device keeps no TIME_WAIT, so a reused port never
+	// meets an old incarnation and every mode measures the same churn.
+	if err := netns.Do(topo.Device, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/tcp_max_tw_buckets", []byte("0"), 0o644)
+	}); err != nil {
+		return nil, fmt.Errorf("bench: device sysctl: %w", err)
+	}
 
 	srvCtx, stopSrv := context.WithCancel(ctx)
 	srv := netns.Command(srvCtx, topo.Device, cfg.Exe, "bench", "serve", "--addr", addr)
