@@ -329,6 +329,7 @@ func TestLabCapturesReproduce(t *testing.T) {
 	for _, lc := range labCaptures {
 		t.Run(lc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), lc.name+".pcap")
+			t.Cleanup(func() { keepOnFailure(t, p) })
 			lc.make(t, p)
 			r := analyzeFiles(t, Config{}, p)
 			want := knownAnswers[lc.name]
@@ -351,7 +352,30 @@ func TestLabCapturesReproduce(t *testing.T) {
 				if diff := cmp.Diff([]int{streams, retrans, rsts}, []int{r.Totals.Connections, r.Totals.Retransmissions, r.Totals.RSTs}); diff != "" {
 					t.Errorf("[streams retransmissions RSTs] (-tshark +closeduel):\n%s", diff)
 				}
+				t.Logf("tshark: %d streams, %d retransmissions, %d RSTs", streams, retrans, rsts)
 			}
 		})
 	}
+}
+
+// keepOnFailure copies a capture of a failed test out of its temporary
+// directory, which the test removes, and prints where.
+func keepOnFailure(t *testing.T, path string) {
+	if !t.Failed() {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("capture not kept: %v", err)
+		return
+	}
+	dir, err := os.MkdirTemp("", "closeduel-lab-")
+	if err == nil {
+		kept := filepath.Join(dir, filepath.Base(path))
+		if err = os.WriteFile(kept, data, 0o644); err == nil {
+			t.Logf("capture kept: %s", kept)
+			return
+		}
+	}
+	t.Logf("capture not kept: %v", err)
 }
