@@ -17,13 +17,25 @@ func keyOf(seg *segment.Segment) tupleKey {
 
 // dirState is what one direction of an incarnation has shown.
 type dirState struct {
-	segs     int
-	baseSeq  segment.Seq // seq of the first segment sent (Wireshark's base_seq)
-	synSeen  bool
-	isn      segment.Seq
-	next     segment.Seq // highest seq+len sent so far
-	nextSet  bool
-	nextTime int64       // when next last advanced
+	segs    int
+	baseSeq segment.Seq // seq of the first segment sent (Wireshark's base_seq)
+	synSeen bool
+	isn     segment.Seq
+
+	// Wireshark's sequence analysis of the direction (retransmissions).
+	next      segment.Seq // highest seq+len sent so far (nextseq)
+	nextSet   bool
+	nextTime  int64       // when next last advanced
+	lastAck   segment.Seq // ack field of the last segment (lastack; 0: none)
+	lastTime  int64       // time of the last segment
+	rawWin    uint16      // window field of the last segment, unscaled
+	rawWinSet bool
+	dupAcks   uint32 // duplicate ACKs sent since the ack last changed
+	keepAlive bool   // the last segment was a keep-alive
+	// contig is the end of what the direction sent without a gap the
+	// capture saw (maxseqtobeacked; 0: none).
+	contig segment.Seq
+
 	sentEnd  segment.Seq // highest seq+len of the segments other than RSTs
 	sentSet  bool
 	win      uint32
@@ -67,6 +79,9 @@ type conn struct {
 
 	// handshake times at the capture point
 	synTime, synAckTime, ackTime int64
+	// Wireshark's view of the handshake for its sequence analysis: the
+	// time of the last SYN (either way) and the initial round trip.
+	lastSynAt, firstRTT int64
 
 	// a valid, delivered RST from side i whose receiver has not yet been
 	// seen reacting
@@ -127,27 +142,103 @@ func (c *conn) scaledWin(di int, raw uint16, syn bool) uint32 {
 	return w
 }
 
-// seqCheck applies Wireshark's retransmission test to a segment from ds
-// and advances ds.next. firstRTT is the handshake's round trip (0 when
-// unknown).
-func seqCheck(ds *dirState, seg *segment.Segment, now, firstRTT int64) (retrans bool) {
+// Thresholds of Wireshark's sequence analysis, in ns.
+const (
+	// oooDefault stands for the handshake's round trip when it is unknown.
+	oooDefault = 3_000_000
+	// fastRetransWindow is how soon after the peer's last segment one at
+	// the ack it repeated is a fast retransmission.
+	fastRetransWindow = 20_000_000
+)
+
+// dupAcksUnseen is Wireshark's -1 in its unsigned duplicate ACK count:
+// it counts as two or more.
+const dupAcksUnseen = ^uint32(0)
+
+// seqCheck applies Wireshark 4.0's sequence analysis to a segment from
+// side di and reports whether Wireshark flags it
+// tcp.analysis.retransmission (a retransmission, fast or spurious).
+// DEFINITIONS.md gives the rules. Like Wireshark it works on absolute
+// sequence numbers and takes 0 for "none yet" (next, contig, lastAck).
+func (c *conn) seqCheck(di int, seg *segment.Segment, now int64) (retrans bool) {
+	s, o := &c.d[di], &c.d[1-di]
 	f := seg.Flags
 	seglen := uint32(seg.PayloadLen)
-	end := seg.End()
-	if (seglen > 0 || f.Any(segment.SYN|segment.FIN)) && ds.nextSet {
-		keepAlive := seglen <= 1 && !f.Any(segment.SYN|segment.FIN|segment.RST) && seg.Seq == ds.next-1
-		if !keepAlive && seg.Seq.LessThan(ds.next) {
-			thr := firstRTT
-			if thr == 0 {
-				thr = 3_000_000
+	// SYN or FIN count one, one only when both are set.
+	end := seg.Seq.Add(seglen)
+	if f.Any(segment.SYN | segment.FIN) {
+		end = end.Add(1)
+	}
+	plain := !f.Any(segment.SYN | segment.FIN | segment.RST)
+	if f&(segment.SYN|segment.ACK) == segment.SYN && s.contig != 0 {
+		// A SYN again: next goes back to the end of what was sent
+		// without a gap (its time stays).
+		s.next = s.contig
+	}
+
+	// A zero-window probe (one octet at next while the peer's window is
+	// closed) is no keep-alive or duplicate ACK and does not advance next.
+	zwp := seglen == 1 && seg.Seq == s.next && o.rawWinSet && o.rawWin == 0
+	keepAlive := false
+	if !zwp {
+		keepAlive = seglen <= 1 && plain && seg.Seq == s.next-1
+		// A duplicate ACK: no payload, at next, with the direction's last
+		// ack and (non-zero) window; not when it answers a keep-alive.
+		if seglen == 0 && plain && seg.Window != 0 && s.rawWinSet && seg.Window == s.rawWin &&
+			seg.Seq == s.next && seg.Ack == s.lastAck && !o.keepAlive {
+			if s.dupAcks == dupAcksUnseen {
+				s.dupAcks = 1
+			} else {
+				s.dupAcks++
 			}
-			outOfOrder := now-ds.nextTime < thr && end != ds.next
-			retrans = !outOfOrder
 		}
 	}
-	if !ds.nextSet || ds.next.LessThan(end) {
-		ds.next, ds.nextSet, ds.nextTime = end, true, now
+	if seg.Ack != s.lastAck {
+		s.dupAcks = 0
 	}
+	// An ACK beyond what the other direction sent without a gap: when
+	// that gap-free end is behind its next, it moves up to it; otherwise
+	// the other direction's duplicate ACK count becomes "unseen".
+	if f&segment.ACK != 0 && o.contig != 0 && o.contig.LessThan(seg.Ack) {
+		if o.contig.LessThan(o.next) {
+			o.contig = o.next
+		} else {
+			o.dupAcks = dupAcksUnseen
+		}
+	}
+
+	if (seglen > 0 || f.Any(segment.SYN|segment.FIN)) && !keepAlive {
+		notAdvanced := s.next != 0 && seg.Seq.LessThan(s.next)
+		if seglen > 1 && seg.Seq == s.next-1 {
+			notAdvanced = false
+		}
+		thr := c.firstRTT
+		if thr == 0 {
+			thr = oooDefault
+		}
+		switch {
+		case seglen > 0 && o.lastAck != 0 && !o.lastAck.LessThan(seg.Seq.Add(seglen)):
+			// Spurious: the receiver had acknowledged all of it.
+			retrans = true
+		case notAdvanced && o.dupAcks >= 2 && o.lastAck == seg.Seq && now-o.lastTime < fastRetransWindow:
+			// Fast: at the ack the receiver repeated.
+			retrans = true
+		case notAdvanced && now-s.nextTime < thr && end != s.next:
+			// Out of order: soon after next advanced, not ending at it.
+		default:
+			retrans = notAdvanced
+		}
+	}
+
+	if !zwp && (s.next == 0 || s.next.LessThan(end)) {
+		s.next, s.nextSet, s.nextTime = end, true, now
+	}
+	if !zwp && (s.contig == 0 || seg.Seq == s.contig) {
+		s.contig = s.next
+	}
+	s.lastAck, s.lastTime = seg.Ack, now
+	s.rawWin, s.rawWinSet = seg.Window, true
+	s.keepAlive = keepAlive
 	return retrans
 }
 
@@ -283,11 +374,15 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 	s.segs++
 	s.payload += seg.PayloadLen
 
-	firstRTT := int64(0)
-	if c.ackTime > 0 && c.synTime > 0 {
-		firstRTT = c.ackTime - c.synTime
+	retrans = c.seqCheck(di, seg, now)
+	// Wireshark's initial round trip: from the last SYN to the first
+	// segment with ACK and without SYN, either way (0 stays unknown).
+	switch {
+	case f&(segment.SYN|segment.ACK) == segment.SYN:
+		c.lastSynAt = now
+	case f&(segment.SYN|segment.ACK) == segment.ACK && c.lastSynAt != 0 && c.firstRTT == 0:
+		c.firstRTT = now - c.lastSynAt
 	}
-	retrans = seqCheck(s, seg, now, firstRTT)
 	if f&segment.RST == 0 && (!s.sentSet || s.sentEnd.LessThan(seg.End())) {
 		s.sentEnd, s.sentSet = seg.End(), true
 	}
