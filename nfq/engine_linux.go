@@ -307,7 +307,13 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 		}
 		flags = unix.MSG_DONTWAIT
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&e.msgs[0])), uintptr(len(e.msgs)), flags, 0, 0)
+	// RawSyscall: the engine's thread keeps its P while it blocks, so the
+	// runtime's sysmon does not retake it (and wake up every 20 µs) after
+	// each packet; measured with perf stat under request/response load it
+	// brings the engine's context switches down to the C anchor's. A
+	// preemption signal ends the wait with EINTR (the socket has a
+	// receive timeout), so a stop-the-world never waits on it.
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&e.msgs[0])), uintptr(len(e.msgs)), flags, 0, 0)
 	switch errno {
 	case 0:
 		e.nrecv = int(n)
