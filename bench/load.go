@@ -155,6 +155,13 @@ func Load(ctx context.Context, w Workload, addr string, d time.Duration) (float6
 				c.Close()
 				return 0, err
 			}
+			// Wait for the server's FIN before closing, so the client
+			// closes second and keeps no TIME_WAIT: its port range would
+			// otherwise fill within seconds and connect would crawl.
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				c.Close()
+				return 0, err
+			}
 			c.Close()
 			n++
 		}
