@@ -17,8 +17,13 @@ func keyOf(seg *segment.Segment) tupleKey {
 
 // dirState is what one direction of an incarnation has shown.
 type dirState struct {
-	segs    int
-	baseSeq segment.Seq // seq of the first segment sent (Wireshark's base_seq)
+	segs int
+	// baseSeq is the direction's initial sequence number as Wireshark
+	// records it (base_seq), once baseSet: from its first segment (seq,
+	// less one unless it is a SYN), or earlier from the other
+	// direction's first segment with ACK (ack less one).
+	baseSeq segment.Seq
+	baseSet bool
 	synSeen bool
 	isn     segment.Seq
 
@@ -125,12 +130,29 @@ func newConn(id int, seg *segment.Segment, t int64) *conn {
 
 // startsNew reports whether a SYN (without ACK) begins a new incarnation
 // rather than retransmitting this one's. As Wireshark 4.0 does, it does
-// when the sender already sent on the tuple and this SYN's sequence
-// number differs from the first one it sent; a SYN with the same number
-// (a retransmission, also after an RST) stays in the incarnation.
+// when the sender's initial sequence number is known (baseSeq) and this
+// SYN's sequence number differs from it, whether or not the incarnation
+// was closed; a SYN with the same number (a retransmission, also after
+// an RST) stays in the incarnation.
 func (c *conn) startsNew(seg *segment.Segment) bool {
 	ds := &c.d[c.dir(seg)]
-	return ds.segs > 0 && seg.Seq != ds.baseSeq
+	return ds.baseSet && seg.Seq != ds.baseSeq
+}
+
+// noteBase records the initial sequence numbers a segment from side di
+// reveals, as Wireshark's base_seq: the sender's from its own first
+// segment, the receiver's from the first ACK it is sent.
+func (c *conn) noteBase(di int, seg *segment.Segment) {
+	s, o := &c.d[di], &c.d[1-di]
+	if !s.baseSet {
+		s.baseSeq, s.baseSet = seg.Seq, true
+		if seg.Flags&segment.SYN == 0 {
+			s.baseSeq--
+		}
+	}
+	if !o.baseSet && seg.Flags&segment.ACK != 0 {
+		o.baseSeq, o.baseSet = seg.Ack-1, true
+	}
 }
 
 // scaledWin returns the window a segment from ds advertises.
@@ -368,9 +390,7 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 	f := seg.Flags
 	delivered := !note.Drop
 	c.last = now
-	if s.segs == 0 {
-		s.baseSeq = seg.Seq
-	}
+	c.noteBase(di, seg)
 	s.segs++
 	s.payload += seg.PayloadLen
 
