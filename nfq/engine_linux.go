@@ -135,13 +135,21 @@ func Open(cfg Config) (*Engine, error) {
 	})
 	if err != nil {
 		e.Close()
-		return nil, err
+		return nil, needsPrivilege(err)
 	}
 	if err := e.setup(); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("nfq: queue %d: %w", cfg.Queue, err)
+		return nil, needsPrivilege(fmt.Errorf("nfq: queue %d: %w", cfg.Queue, err))
 	}
 	return e, nil
+}
+
+// needsPrivilege adds what to do to a permission error.
+func needsPrivilege(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (binding a queue and injecting need root, or CAP_NET_ADMIN and CAP_NET_RAW)", err)
+	}
+	return err
 }
 
 func (e *Engine) setup() error {
