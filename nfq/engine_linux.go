@@ -98,7 +98,6 @@ type Engine struct {
 
 	stats   Stats
 	actions actionCounts
-	heldNow int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -563,7 +562,6 @@ func (e *Engine) hold(s int32, p *Packet, d *Decision, now time.Time) {
 	}
 	e.timed.Push(timedItem{due: now.Add(wait), kind: timedRelease, slot: s, gen: sl.gen})
 	e.stats.Held.Add(1)
-	e.heldNow++
 }
 
 // releaseKey gives their verdicts now to every packet held under key, in
@@ -593,7 +591,6 @@ func (e *Engine) release(s int32, now time.Time) {
 	sl := &e.slots[s]
 	e.verdict(sl.id, sl.verdict, sl.modified, sl.data, 0, sl.arrived, now, &sl.seg, sl.tcp, &sl.decision)
 	e.stats.Released.Add(1)
-	e.heldNow--
 	e.freeSlot(s)
 }
 

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,7 @@ func (p *parser) action(n *yaml.Node, f *File, m *match, a *action) {
 		case "hold-until-next":
 			a.kind, a.holdMax = actHold, defaultHold
 		default:
-			if contains(actionNames, s) {
+			if slices.Contains(actionNames, s) {
 				p.errAt(n, "do: %s needs parameters: write do: { %s: ... }", s, s)
 				return
 			}
@@ -158,10 +159,10 @@ func (p *parser) action(n *yaml.Node, f *File, m *match, a *action) {
 		all = append(all, actionParams[name]...)
 	}
 	pairs, ok := p.mapping(n, "do", all, func(key string) string {
-		if contains(whenKeys, key) {
+		if slices.Contains(whenKeys, key) {
 			return fmt.Sprintf(" (%s is a condition: put it under when:)", key)
 		}
-		if contains(rewriteKeys, key) || contains(injectKeys, key) {
+		if slices.Contains(rewriteKeys, key) || slices.Contains(injectKeys, key) {
 			return fmt.Sprintf(" (%s belongs under rewrite: or inject:)", key)
 		}
 		return ""
@@ -172,7 +173,7 @@ func (p *parser) action(n *yaml.Node, f *File, m *match, a *action) {
 	var act *kv
 	for i := range pairs {
 		e := &pairs[i]
-		if !contains(actionNames, e.key) {
+		if !slices.Contains(actionNames, e.key) {
 			continue
 		}
 		if act != nil {
@@ -190,7 +191,7 @@ func (p *parser) action(n *yaml.Node, f *File, m *match, a *action) {
 		return
 	}
 	for _, e := range pairs {
-		if e.key != act.key && !contains(actionParams[act.key], e.key) {
+		if e.key != act.key && !slices.Contains(actionParams[act.key], e.key) {
 			p.errAt(e.k, "do: %s is not a parameter of %s", e.key, act.key)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,7 +125,7 @@ func Parse(name string, data []byte) (*File, error) {
 // file parses the top-level mapping.
 func (p *parser) file(root *yaml.Node, f *File) {
 	pairs, ok := p.mapping(root, "the file", fileKeys, func(key string) string {
-		if contains(ruleKeys, key) || contains(whenKeys, key) || contains(actionNames, key) {
+		if slices.Contains(ruleKeys, key) || slices.Contains(whenKeys, key) || slices.Contains(actionNames, key) {
 			return fmt.Sprintf(" (%s belongs inside a rule, under rules:)", key)
 		}
 		return ""
@@ -176,15 +177,6 @@ func (p *parser) file(root *yaml.Node, f *File) {
 	if rulesNode != nil {
 		p.rules(rulesNode, f)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // hosts parses the role → address mapping.
@@ -352,9 +344,9 @@ func (p *parser) rules(n *yaml.Node, f *File) {
 func (p *parser) rule(n *yaml.Node, f *File, r *Rule) bool {
 	pairs, ok := p.mapping(n, "rule", ruleKeys, func(key string) string {
 		switch {
-		case contains(whenKeys, key):
+		case slices.Contains(whenKeys, key):
 			return fmt.Sprintf(" (%s is a condition: put it under when:)", key)
-		case contains(actionNames, key):
+		case slices.Contains(actionNames, key):
 			return fmt.Sprintf(" (%s is an action: write do: %s)", key, key)
 		}
 		return ""

@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -205,9 +206,9 @@ func (p *parser) when(n *yaml.Node, f *File, m *match, release bool) {
 	}
 	pairs, ok := p.mapping(n, what, keys, func(key string) string {
 		switch {
-		case release && contains(whenKeys, key):
+		case release && slices.Contains(whenKeys, key):
 			return fmt.Sprintf(" (%s cannot say when a held segment is released)", key)
-		case contains(actionNames, key) || contains(rewriteKeys, key):
+		case slices.Contains(actionNames, key) || slices.Contains(rewriteKeys, key):
 			return fmt.Sprintf(" (%s is an action: put it under do:)", key)
 		case key == "state":
 			return " (name the endpoint instead: client: time-wait or device: time-wait)"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,7 +116,7 @@ func (p *parser) syntaxError(err error) {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	if contains(parserProblems, msg) {
+	if slices.Contains(parserProblems, msg) {
 		line++
 	}
 	line = min(max(line, 1), len(p.lines))

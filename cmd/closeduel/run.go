@@ -282,7 +282,7 @@ func printSummary(out io.Writer, s nfq.Snapshot, elapsed time.Duration, lost uin
 	if len(parts) > 0 {
 		fmt.Fprintf(out, "  by action      %s\n", strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(out, "  held           %d, released %d, still held 0, refused (full) %d\n", s.Held, s.Released, s.HoldOverflow)
+	fmt.Fprintf(out, "  held           %d, released %d, still held %d, refused (full) %d\n", s.Held, s.Released, s.HeldNow, s.HoldOverflow)
 	fmt.Fprintf(out, "  sent           duplicates %d, injected %d, failed %d\n", s.Duplicated, s.Injected, s.SendFailed)
 	fmt.Fprintf(out, "  kernel queue   dropped %d (queue full), user dropped %d (socket full)\n", s.KernelQueueDropped, s.KernelUserDropped)
 	if logging {
