@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,21 +83,19 @@ func TestRunAsAUserWould(t *testing.T) {
 	dir := t.TempDir()
 	logPath, pcapPath := filepath.Join(dir, "v.jsonl"), filepath.Join(dir, "c.pcapng")
 	cmd := netns.Command(ctx, topo.Bridge, bin, "run", "--bridge", "br0", "--log", logPath, "--pcap", pcapPath)
-	var out strings.Builder
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the rule is in.
+	// Wait until run says it is inline: it prints that line only once the
+	// whole chain and the jump to it are in (a chain alone is not enough:
+	// traffic passes it by until the jump is inserted).
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left, _ := bridgehook.Leftovers(ctx, topo.Bridge)
-		if len(left) > 0 {
-			break
-		}
+	for !strings.Contains(out.String(), "inline (iptables chain") {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("closeduel run installed no rule within 5 s:\n%s", out.String())
+			t.Fatalf("closeduel run was not inline within 5 s:\n%s", out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -171,4 +170,23 @@ func TestRunAsAUserWould(t *testing.T) {
 			t.Errorf("summary does not say %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// syncBuffer is a strings.Builder the child process writes to while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
