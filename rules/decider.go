@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/nfq"
-	"github.com/closeduel/closeduel/rules/track"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 )
 
 // Options tune a Decider beyond what its rule file says.
@@ -35,7 +35,7 @@ type RuleStatus struct {
 // TrackerStats are safe from any goroutine.
 type Decider struct {
 	cur      atomic.Pointer[ruleset]
-	tr       *track.Tracker
+	tr       *tcpstate.Tracker
 	maxConns int
 	sides    []connSide // by tracker slot
 	started  bool
@@ -99,11 +99,11 @@ var dirNames = [2]string{"client>device", "device>client"}
 // NewDecider returns a Decider running f.
 func NewDecider(f *File, opts Options) *Decider {
 	d := &Decider{}
-	cfg := track.Config{MaxConns: f.MaxConns, Idle: f.Idle, MSL: f.MSL, Stack: d.stackOf}
+	cfg := tcpstate.Config{MaxConns: f.MaxConns, Idle: f.Idle, MSL: f.MSL, Stack: d.stackOf}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	d.tr = track.New(cfg)
+	d.tr = tcpstate.New(cfg)
 	d.maxConns = d.tr.Config().MaxConns
 	d.sides = make([]connSide, d.maxConns)
 	d.cur.Store(d.compile(f))
@@ -130,7 +130,7 @@ func (d *Decider) compile(f *File) *ruleset {
 }
 
 // stackOf says which stack the tracker should assume at a.
-func (d *Decider) stackOf(a netip.AddrPort) track.Stack {
+func (d *Decider) stackOf(a netip.AddrPort) tcpstate.Stack {
 	f := d.cur.Load().file
 	for r, ps := range f.Hosts {
 		for _, p := range ps {
@@ -139,7 +139,7 @@ func (d *Decider) stackOf(a netip.AddrPort) track.Stack {
 			}
 		}
 	}
-	return track.RFC9293
+	return tcpstate.RFC9293
 }
 
 // Reload swaps in a new file at once. The tracker keeps what it knows
@@ -181,7 +181,7 @@ func (d *Decider) Rules() []RuleStatus {
 }
 
 // TrackerStats returns the connection tracker's counters.
-func (d *Decider) TrackerStats() *track.Stats { return d.tr.Stats() }
+func (d *Decider) TrackerStats() *tcpstate.Stats { return d.tr.Stats() }
 
 // scope says whether a segment belongs to the experiment and which role
 // sent it (noRole when the file names none).
@@ -316,7 +316,7 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 
 // admit applies a rule's counting, limits and chance to a segment its
 // static conditions matched, and counts the hit when it fires.
-func (rs *ruleset) admit(r *liveRule, res *track.Result) bool {
+func (rs *ruleset) admit(r *liveRule, res *tcpstate.Result) bool {
 	m := &r.when
 	var ctr *counter
 	if r.ctr >= 0 {
@@ -414,7 +414,7 @@ func (s seqSpec) apply(orig segment.Seq) (segment.Seq, bool) {
 
 // addInjects fills the crafted segments of an inject action from the
 // tracker's view of the connection.
-func (d *Decider) addInjects(dec *nfq.Decision, in *inject, c *track.Conn, fromEnd int, fromRole Role) {
+func (d *Decider) addInjects(dec *nfq.Decision, in *inject, c *tcpstate.Conn, fromEnd int, fromRole Role) {
 	var t int
 	switch in.toward {
 	case towardSender:

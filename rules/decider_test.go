@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/nfq"
-	"github.com/closeduel/closeduel/rules/track"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -190,10 +190,10 @@ func TestTrackerSeesOnlyWhatWasDelivered(t *testing.T) {
 	steps[6].want = "drop-final-ack drop drop"
 	play(t, d, w, steps)
 	c, _ := d.tr.Lookup(segment.Tuple{Src: netip.AddrPortFrom(client, 40000), Dst: netip.AddrPortFrom(device, 80)})
-	got := [2]track.State{c.Ends[c.End(netip.AddrPortFrom(client, 40000))].State, c.Ends[c.End(netip.AddrPortFrom(device, 80))].State}
+	got := [2]tcpstate.State{c.Ends[c.End(netip.AddrPortFrom(client, 40000))].State, c.Ends[c.End(netip.AddrPortFrom(device, 80))].State}
 	// The ACK of the device's FIN was dropped: the device is still in
 	// FIN-WAIT-1, the client in CLOSE-WAIT.
-	if want := [2]track.State{track.CloseWait, track.FinWait1}; got != want {
+	if want := [2]tcpstate.State{tcpstate.CloseWait, tcpstate.FinWait1}; got != want {
 		t.Errorf("states (client, device) = %v, want %v", got, want)
 	}
 }
@@ -258,10 +258,10 @@ func TestDeviceFinToRstRewritesInPlace(t *testing.T) {
 	}
 	// The client received an RST: the tracker closed it.
 	c, _ := d.tr.Lookup(got.Tuple())
-	if st := c.Ends[c.End(got.Dst)].State; st != track.Closed {
+	if st := c.Ends[c.End(got.Dst)].State; st != tcpstate.Closed {
 		t.Errorf("client after the RST: %v, want closed", st)
 	}
-	if st := c.Ends[c.End(got.Src)].State; st != track.FinWait1 {
+	if st := c.Ends[c.End(got.Src)].State; st != tcpstate.FinWait1 {
 		t.Errorf("device after sending its FIN: %v, want fin-wait-1", st)
 	}
 }
@@ -283,7 +283,7 @@ func TestSimultaneousCloseHoldsDeviceFinUntilClientFin(t *testing.T) {
 	}
 	c, _ := d.tr.Lookup(segment.Tuple{Src: netip.AddrPortFrom(client, 40000), Dst: netip.AddrPortFrom(device, 80)})
 	for i := range c.Ends {
-		if c.Ends[i].State != track.TimeWait {
+		if c.Ends[i].State != tcpstate.TimeWait {
 			t.Errorf("%v ends in %v, want time-wait (both went through CLOSING)", c.Ends[i].Addr, c.Ends[i].State)
 		}
 	}
@@ -299,7 +299,7 @@ func TestHeldSegmentIsTakenAsArrivedAfterMax(t *testing.T) {
 	)
 	play(t, d, w, steps)
 	c, _ := d.tr.Lookup(segment.Tuple{Src: netip.AddrPortFrom(client, 40000), Dst: netip.AddrPortFrom(device, 80)})
-	if st := c.Ends[c.End(netip.AddrPortFrom(client, 40000))].State; st != track.CloseWait {
+	if st := c.Ends[c.End(netip.AddrPortFrom(client, 40000))].State; st != tcpstate.CloseWait {
 		t.Errorf("client %v, want close-wait: the engine let the FIN go after 2s", st)
 	}
 }

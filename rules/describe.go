@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/closeduel/closeduel/rules/track"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 )
 
 // Describe says in plain words what the experiment watches and what each
@@ -38,7 +38,7 @@ func (f *File) describeScope() string {
 	if len(f.Ports) > 0 {
 		b.WriteString(" on " + portList(f.Ports))
 	}
-	if f.HasRoles() && (f.Stacks[Client] != track.RFC9293 || f.Stacks[Device] != track.RFC9293) {
+	if f.HasRoles() && (f.Stacks[Client] != tcpstate.RFC9293 || f.Stacks[Device] != tcpstate.RFC9293) {
 		fmt.Fprintf(&b, " (client runs %s, device %s)", f.Stacks[Client], f.Stacks[Device])
 	}
 	fmt.Fprintf(&b, "; random choices are seeded with %d", f.Seed)
@@ -106,7 +106,7 @@ func flagWords(f segment.Flags, conj string) string {
 
 func stateWords(set uint16) string {
 	var s []string
-	for st := track.Closed; st <= track.TimeWait; st++ {
+	for st := tcpstate.Closed; st <= tcpstate.TimeWait; st++ {
 		if set&(1<<st) != 0 {
 			s = append(s, strings.ToUpper(st.String()))
 		}

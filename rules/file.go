@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/closeduel/closeduel/rules/track"
+	"github.com/closeduel/closeduel/tcpstate"
 	"gopkg.in/yaml.v3"
 )
 
@@ -62,7 +62,7 @@ type File struct {
 	// one of these ports at either end.
 	Ports []uint16
 	// Stacks says which TCP stack each Role runs (indexed by Role).
-	Stacks [2]track.Stack
+	Stacks [2]tcpstate.Stack
 	// MSL, Idle and MaxConns configure the connection tracker (zero means
 	// the tracker's default).
 	MSL, Idle time.Duration
@@ -275,9 +275,9 @@ func (p *parser) stacks(n *yaml.Node, f *File) {
 		if !ok {
 			continue
 		}
-		st, ok := track.ParseStack(s)
+		st, ok := tcpstate.ParseStack(s)
 		if !ok || st.String() != s {
-			p.errAt(e.v, "stacks: %s: unknown stack %q%s; expected one of %s", e.key, s, didYouMean(strings.ToLower(s), track.StackNames()), strings.Join(track.StackNames(), ", "))
+			p.errAt(e.v, "stacks: %s: unknown stack %q%s; expected one of %s", e.key, s, didYouMean(strings.ToLower(s), tcpstate.StackNames()), strings.Join(tcpstate.StackNames(), ", "))
 			continue
 		}
 		f.Stacks[r] = st

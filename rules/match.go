@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/closeduel/closeduel/rules/track"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 	"gopkg.in/yaml.v3"
 )
 
@@ -68,7 +68,7 @@ type match struct {
 	hasPayload     bool
 	payMin, payMax int
 
-	states [2]uint16 // by Role: bit per track.State; 0 means any
+	states [2]uint16 // by Role: bit per tcpstate.State; 0 means any
 
 	hasFins          [2]bool // by Role
 	finsMin, finsMax [2]int
@@ -92,7 +92,7 @@ func (m *match) counts() bool { return m.nth > 0 || m.every > 0 || m.limitConn >
 // view is what a match looks at for one segment.
 type view struct {
 	seg      *segment.Segment
-	res      *track.Result
+	res      *tcpstate.Result
 	fromRole Role // noRole when the file names none
 	elapsed  time.Duration
 }
@@ -171,16 +171,16 @@ func (m *match) static(v *view) bool {
 	}
 	ev := v.res.Events
 	if m.acks != 0 {
-		ok := m.acks&ackSYN != 0 && ev&track.AcksSYN != 0 ||
-			m.acks&ackFIN != 0 && ev&track.AcksFIN != 0 ||
-			m.acks&ackClientFIN != 0 && ev&track.AcksFIN != 0 && v.fromRole == Device ||
-			m.acks&ackDeviceFIN != 0 && ev&track.AcksFIN != 0 && v.fromRole == Client
+		ok := m.acks&ackSYN != 0 && ev&tcpstate.AcksSYN != 0 ||
+			m.acks&ackFIN != 0 && ev&tcpstate.AcksFIN != 0 ||
+			m.acks&ackClientFIN != 0 && ev&tcpstate.AcksFIN != 0 && v.fromRole == Device ||
+			m.acks&ackDeviceFIN != 0 && ev&tcpstate.AcksFIN != 0 && v.fromRole == Client
 		if !ok {
 			return false
 		}
 	}
-	if !m.retrans.ok(ev&track.Retransmission != 0) || !m.keepAlive.ok(ev&track.KeepAlive != 0) ||
-		!m.reuses.ok(ev&track.ReusesTuple != 0) || !m.afterRST.ok(ev&track.AfterRST != 0) {
+	if !m.retrans.ok(ev&tcpstate.Retransmission != 0) || !m.keepAlive.ok(ev&tcpstate.KeepAlive != 0) ||
+		!m.reuses.ok(ev&tcpstate.ReusesTuple != 0) || !m.afterRST.ok(ev&tcpstate.AfterRST != 0) {
 		return false
 	}
 	if m.hasFirstCloser {
@@ -471,16 +471,16 @@ func (p *parser) states(n *yaml.Node, what string) uint16 {
 		if !ok {
 			continue
 		}
-		st, ok := track.ParseState(s)
+		st, ok := tcpstate.ParseState(s)
 		if !ok || st.String() != s {
 			// One spelling only, the one the JSON Schema knows.
 			hint := ""
 			if ok {
 				hint = fmt.Sprintf(" (did you mean %q?)", st.String())
 			} else {
-				hint = didYouMean(strings.ReplaceAll(strings.ToLower(s), "_", "-"), track.StateNames())
+				hint = didYouMean(strings.ReplaceAll(strings.ToLower(s), "_", "-"), tcpstate.StateNames())
 			}
-			p.errAt(it, "%s: unknown state %q%s; expected one of %s", what, s, hint, strings.Join(track.StateNames(), ", "))
+			p.errAt(it, "%s: unknown state %q%s; expected one of %s", what, s, hint, strings.Join(tcpstate.StateNames(), ", "))
 			continue
 		}
 		set |= 1 << st

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/closeduel/closeduel/rules/track"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 )
 
 // spec is a random when: in source form; ref evaluates it the slow,
@@ -74,7 +74,7 @@ func randomSpec(r *rand.Rand) spec {
 	if r.IntN(3) == 0 {
 		s.payload = []string{"0", ">0", ">=20", "<20", "<=100", "1..20", "20..20"}[r.IntN(7)]
 	}
-	states := track.StateNames()
+	states := tcpstate.StateNames()
 	if r.IntN(3) == 0 {
 		s.client = pick(r, states, 3)
 	}
@@ -327,9 +327,9 @@ func TestMatcherAgreesWithReference(t *testing.T) {
 					c.flags = append(c.flags, name)
 				}
 			}
-			res := track.Result{Conn: &track.Conn{FirstCloser: -1}, From: r.IntN(2)}
+			res := tcpstate.Result{Conn: &tcpstate.Conn{FirstCloser: -1}, From: r.IntN(2)}
 			for _, role := range []string{"client", "device"} {
-				st := track.State(r.IntN(11))
+				st := tcpstate.State(r.IntN(11))
 				c.state[role] = st.String()
 				end := res.From
 				if role != fromRole {
@@ -341,7 +341,7 @@ func TestMatcherAgreesWithReference(t *testing.T) {
 				res.Fins[end] = uint32(n)
 			}
 			for i, name := range []string{"retransmission", "acks-syn", "acks-fin", "reuses-tuple", "after-rst"} {
-				ev := []track.Event{track.Retransmission, track.AcksSYN, track.AcksFIN, track.ReusesTuple, track.AfterRST}[i]
+				ev := []tcpstate.Event{tcpstate.Retransmission, tcpstate.AcksSYN, tcpstate.AcksFIN, tcpstate.ReusesTuple, tcpstate.AfterRST}[i]
 				if r.IntN(3) == 0 {
 					res.Events |= ev
 					c.events[name] = true

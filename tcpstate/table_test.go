@@ -1,4 +1,4 @@
-package track
+package tcpstate
 
 import (
 	"math/rand/v2"

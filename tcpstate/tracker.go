@@ -1,4 +1,4 @@
-package track
+package tcpstate
 
 import (
 	"net/netip"

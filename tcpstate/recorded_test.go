@@ -1,4 +1,4 @@
-package track
+package tcpstate
 
 import (
 	"encoding/json"
@@ -18,12 +18,12 @@ import (
 )
 
 // The recorded close sequences are the lab captures kept, with how each
-// was made and what it must yield, in ../../analysis/testdata (see its
+// was made and what it must yield, in ../analysis/testdata (see its
 // README.md): real Linux↔Linux closes and a run against the real lwIP
 // device. The tracker replays them; its view of each connection must agree
 // with the independent analysis there (goldens checked against tshark) and
 // end in the states RFC 9293 and the stacks say.
-const recordings = "../../analysis/testdata"
+const recordings = "../analysis/testdata"
 
 // connSummary is what the tracker made of one incarnation.
 type connSummary struct {
