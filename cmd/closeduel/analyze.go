@@ -21,7 +21,12 @@ func analyzeCommand() *cli.Command {
 		ArgsUsage: "FILE... | --run DIR | --compare A B",
 		Description: "Reads pcap/pcapng captures (Ethernet, Linux cooked SLL/SLL2, raw IP), closeduel's\n" +
 			"pcapng with verdict comments and its JSON Lines verdict logs, merged by time.\n" +
-			"A or B of --compare is a file or a run directory. analysis/DEFINITIONS.md defines every figure.",
+			"A or B of --compare is a file or a run directory. analysis/DEFINITIONS.md defines every figure." + examples(
+			"closeduel analyze capture.pcapng verdicts.jsonl",
+			"closeduel analyze --run runs/20260101-120000-observe --html report.html",
+			"closeduel analyze --compare runs/A runs/B",
+			"closeduel analyze --json capture.pcapng | jq .totals",
+		),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "write the report as JSON (schema " + analysis.SchemaVersion + ")"},
 			&cli.StringFlag{Name: "html", Usage: "also write a self-contained HTML report to `FILE`"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -33,6 +34,16 @@ func newApp() *cli.App {
 		Name:    "closeduel",
 		Usage:   "an inline NFQUEUE middlebox and lab for TCP close duels between Linux and embedded stacks",
 		Version: version,
+		Description: `Every flag of run and ctl can also be set by an environment variable
+(CLOSEDUEL_ and the flag's name in capitals, as each flag's help says), which
+is how the systemd unit passes settings (packaging/closeduel.env).` + examples(
+			"closeduel lab",
+			"closeduel run --bridge br0 --host 192.168.100.1 --host 192.168.100.99",
+			"closeduel --log-format json --log-level debug run --bridge br0",
+		),
+		Flags:                logFlags(),
+		Before:               setupLogger,
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			runCommand(),
 			cleanupCommand(),
@@ -42,6 +53,8 @@ func newApp() *cli.App {
 			analyzeCommand(),
 			benchCommand(),
 			ctlCommand(),
+			completionCommand(),
+			docsCommand(),
 		},
 		HideHelpCommand: true,
 	}
@@ -50,4 +63,14 @@ func newApp() *cli.App {
 // run runs the application with argv; main exits on its error.
 func run(ctx context.Context, argv []string) error {
 	return newApp().RunContext(ctx, argv)
+}
+
+// examples formats the Examples section every command's help ends with.
+func examples(lines ...string) string {
+	var b strings.Builder
+	b.WriteString("\n\nExamples:\n")
+	for _, l := range lines {
+		b.WriteString("  " + l + "\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -18,7 +18,10 @@ func benchCommand() *cli.Command {
 		Description: `Builds a bench (client, bridge, Linux device), then measures request/response
 rate, connection churn and bulk throughput with nothing inline (the kernel limit),
 with the C libnetfilter_queue pass-through from shared/anchors, and with
-closeduel run, in a random order per round; prints medians and ratios.`,
+closeduel run, in a random order per round; prints medians and ratios.` + examples(
+			"closeduel bench",
+			"closeduel bench --rounds 5 --workload rr --mode kernel --mode closeduel",
+		),
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "rounds; every cell is measured once per round"},
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "length of one cell"},

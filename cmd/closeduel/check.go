@@ -23,7 +23,11 @@ func checkCommand() *cli.Command {
 name of a shipped experiment as "closeduel rules" lists it), then says in plain
 words what the experiment watches and what each rule does. Errors go to standard
 error as FILE:LINE:COLUMN: what was found and what was expected. The exit status
-is 1 when any file has an error.`,
+is 1 when any file has an error.` + examples(
+			"closeduel check rules.yaml",
+			"closeduel check -q lost-final-ack",
+			"closeduel rules lost-final-ack | closeduel check -",
+		),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 		},

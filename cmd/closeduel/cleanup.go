@@ -19,7 +19,10 @@ func cleanupCommand() *cli.Command {
 		Description: `Removes closeduel's iptables chains (CLOSEDUEL-*) and the jumps to them in the
 current namespace (or --netns), and the namespaces (with their interfaces) of lab
 runs whose process is gone; --all removes every closeduel namespace (cd-*), live
-or not. Nothing else is touched. --dry-run only lists what would go.`,
+or not. Nothing else is touched. --dry-run only lists what would go.` + examples(
+			"closeduel cleanup --dry-run",
+			"closeduel cleanup --netns cd-demo-bridge",
+		),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "clean iptables chains in this named namespace instead of the current one"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be removed, remove nothing"},

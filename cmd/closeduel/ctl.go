@@ -14,9 +14,17 @@ func ctlCommand() *cli.Command {
 		Name:      "ctl",
 		Usage:     "switch rules (mitigations) of a running closeduel run on or off, reload its rules, show its status",
 		ArgsUsage: "enable RULE | disable RULE | reload | rules | status",
+		Description: `Sends one command to the control socket of a running "closeduel run" (the
+systemd unit's too: both default to /run/closeduel/queue-N.sock) and prints the
+answer. Switches are recorded in the run's verdict log.` + examples(
+			"closeduel ctl status",
+			"closeduel ctl disable drop-final-ack",
+			"closeduel ctl --queue 3 reload",
+			"closeduel ctl --socket /run/closeduel/queue-7.sock rules",
+		),
 		Flags: []cli.Flag{
-			&cli.UintFlag{Name: "queue", Value: 7, Usage: "queue of the run to talk to"},
-			&cli.StringFlag{Name: "socket", Usage: "control socket (default /run/closeduel/queue-N.sock)"},
+			&cli.UintFlag{Name: "queue", Value: 7, EnvVars: []string{"CLOSEDUEL_QUEUE"}, Usage: "queue of the run to talk to"},
+			&cli.StringFlag{Name: "socket", EnvVars: []string{"CLOSEDUEL_CONTROL"}, Usage: "control socket (default /run/closeduel/queue-N.sock)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {

@@ -26,7 +26,11 @@ closeduel inline, device 192.168.100.99: Debian's lwIP on a tap, or --device lin
 runs the original workload (one HTTP HEAD per new connection on --schedule), keeps
 watching for --quiet after the client stopped, prints the report, and leaves
 runs/<time>-<experiment>/ with run.yaml, report.txt, capture.pcapng, verdicts.jsonl,
-device.log and workload.log. The bench is always removed. lab/README.md documents it.`,
+device.log and workload.log. The bench is always removed. lab/README.md documents it.` + examples(
+			"closeduel lab",
+			"closeduel lab --rules lost-final-ack --quiet 60s",
+			"closeduel lab --device linux --ports 40000-40001 --client-close eof --schedule 3x1s --experiment reuse-linux",
+		),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Value: "lwip", Usage: "lwip (Debian's lwIP on a tap) or linux (the control group)"},
 			&cli.StringFlag{Name: "rules", Usage: "rule file the inline engine runs (default: observe only)"},

@@ -25,6 +25,12 @@ func labUpCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "up",
 		Usage: "build a bench (client, bridge, Linux device serving HTTP) and leave it up, to try closeduel run by hand",
+		Description: `Builds the namespaces cd-NAME-client (192.168.100.1), cd-NAME-bridge (bridge
+br0) and cd-NAME-device (192.168.100.99, HTTP on port 80) and leaves them up until
+"closeduel lab down".` + examples(
+			"closeduel lab up",
+			"closeduel run --netns cd-demo-bridge --log verdicts.jsonl",
+		),
 		Flags: []cli.Flag{&cli.StringFlag{Name: "name", Value: "demo", Usage: "bench name; namespaces are cd-NAME-client, cd-NAME-bridge, cd-NAME-device"}},
 		Action: func(c *cli.Context) error {
 			name := c.String("name")
@@ -82,6 +88,10 @@ func labDownCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "down",
 		Usage: "stop and remove a bench made by lab up",
+		Description: "Stops the bench's device server and removes its namespaces." + examples(
+			"closeduel lab down",
+			"closeduel lab down --name mybench",
+		),
 		Flags: []cli.Flag{&cli.StringFlag{Name: "name", Value: "demo", Usage: "bench name"}},
 		Action: func(c *cli.Context) error {
 			name := c.String("name")

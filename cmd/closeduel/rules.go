@@ -21,7 +21,10 @@ func rulesCommand() *cli.Command {
 		ArgsUsage: "[NAME]",
 		Description: `Without an argument, lists the experiments shipped in rules/library with their
 about: line. With a NAME, prints that experiment's rule file, to run it as it is
-(closeduel run --rules NAME) or to copy and change it.`,
+(closeduel run --rules NAME) or to copy and change it.` + examples(
+			"closeduel rules",
+			"closeduel rules lost-final-ack > my-experiment.yaml",
+		),
 		Action: func(c *cli.Context) error {
 			switch c.NArg() {
 			case 0:

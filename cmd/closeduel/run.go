@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -31,20 +32,26 @@ func runCommand() *cli.Command {
 		Description: `Binds an NFQUEUE, installs an iptables chain that sends bridged TCP to it
 (--hook bridge, the default), decides every segment (observe-only unless --rules
 is given), logs every verdict, and on SIGINT/SIGTERM or after --duration removes
-its rules, releases every held packet, flushes the logs and prints a summary.`,
+its rules, releases every held packet, flushes the logs and prints a summary.
+Operational messages go to standard error through the log (--log-format,
+--log-level); the summary goes to standard output.` + examples(
+			"closeduel run --bridge br0 --host 192.168.100.1 --host 192.168.100.99 --log verdicts.jsonl --pcap capture.pcapng",
+			"closeduel run --netns cd-demo-bridge --rules lost-final-ack --duration 60s",
+			"CLOSEDUEL_RULES=/etc/closeduel/rules.yaml CLOSEDUEL_BRIDGE=br0 closeduel run",
+		),
 		Flags: []cli.Flag{
-			&cli.UintFlag{Name: "queue", Value: 7, Usage: "NFQUEUE number"},
-			&cli.StringFlag{Name: "hook", Value: "bridge", Usage: "bridge: install the iptables chain; none: print the rules and leave them to you"},
-			&cli.StringFlag{Name: "bridge", Usage: "queue only traffic bridged by this bridge (default: every bridge)"},
-			&cli.StringSliceFlag{Name: "host", Usage: "queue only TCP between these addresses or prefixes (repeat; default: the rule file's hosts, else all)"},
-			&cli.StringFlag{Name: "netns", Usage: "run in this named network namespace (as `ip netns` lists it)"},
-			&cli.StringFlag{Name: "rules", Usage: "rule file, or the name of a shipped experiment (`closeduel rules`), driving the verdicts (default: observe and track only)"},
-			&cli.StringFlag{Name: "control", Usage: "control socket for `closeduel ctl` (default /run/closeduel/queue-N.sock; \"off\" for none)"},
-			&cli.StringFlag{Name: "log", Usage: "JSON Lines verdict log to write"},
-			&cli.StringFlag{Name: "pcap", Usage: "pcapng capture to write, with the verdict as each packet's comment"},
-			&cli.IntFlag{Name: "snaplen", Value: verdictlog.DefaultSnapLen, Usage: "bytes of each packet kept in the pcapng"},
-			&cli.BoolFlag{Name: "force", Usage: "overwrite existing log and capture files"},
-			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: until SIGINT/SIGTERM)"},
+			&cli.UintFlag{Name: "queue", Value: 7, EnvVars: []string{"CLOSEDUEL_QUEUE"}, Usage: "NFQUEUE number"},
+			&cli.StringFlag{Name: "hook", Value: "bridge", EnvVars: []string{"CLOSEDUEL_HOOK"}, Usage: "bridge: install the iptables chain; none: print the rules and leave them to you"},
+			&cli.StringFlag{Name: "bridge", EnvVars: []string{"CLOSEDUEL_BRIDGE"}, Usage: "queue only traffic bridged by this bridge (default: every bridge)"},
+			&cli.StringSliceFlag{Name: "host", EnvVars: []string{"CLOSEDUEL_HOSTS"}, Usage: "queue only TCP between these addresses or prefixes (repeat, or comma-separated in the variable; default: the rule file's hosts, else all)"},
+			&cli.StringFlag{Name: "netns", EnvVars: []string{"CLOSEDUEL_NETNS"}, Usage: "run in this named network namespace (as ip netns lists it)"},
+			&cli.StringFlag{Name: "rules", EnvVars: []string{"CLOSEDUEL_RULES"}, Usage: "rule file, or the name of a shipped experiment (closeduel rules lists them), driving the verdicts (default: observe and track only)"},
+			&cli.StringFlag{Name: "control", EnvVars: []string{"CLOSEDUEL_CONTROL"}, Usage: "control socket for closeduel ctl (default /run/closeduel/queue-N.sock; \"off\" for none)"},
+			&cli.StringFlag{Name: "log", EnvVars: []string{"CLOSEDUEL_LOG"}, Usage: "JSON Lines verdict log to write"},
+			&cli.StringFlag{Name: "pcap", EnvVars: []string{"CLOSEDUEL_PCAP"}, Usage: "pcapng capture to write, with the verdict as each packet's comment"},
+			&cli.IntFlag{Name: "snaplen", Value: verdictlog.DefaultSnapLen, EnvVars: []string{"CLOSEDUEL_SNAPLEN"}, Usage: "bytes of each packet kept in the pcapng"},
+			&cli.BoolFlag{Name: "force", EnvVars: []string{"CLOSEDUEL_FORCE"}, Usage: "overwrite existing log and capture files"},
+			&cli.DurationFlag{Name: "duration", EnvVars: []string{"CLOSEDUEL_DURATION"}, Usage: "stop after this long (default: until SIGINT/SIGTERM)"},
 		},
 		Action: func(c *cli.Context) error {
 			opts := runOptions{
@@ -70,7 +77,7 @@ its rules, releases every held packet, flushes the logs and prints a summary.`,
 			if c.Uint("queue") > 65535 {
 				return fmt.Errorf("run: --queue %d: a queue number is 0..65535", c.Uint("queue"))
 			}
-			return runInline(c.Context, opts, c.App.Writer)
+			return runInline(c.Context, opts, c.App.Writer, logger(c))
 		},
 	}
 }
@@ -103,7 +110,7 @@ func parseHost(s string) (netip.Prefix, error) {
 
 // runInline runs the engine until ctx is done or the duration passes, and
 // prints the summary to out.
-func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
+func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logger) (err error) {
 	if o.Hook != "bridge" && o.Hook != "none" {
 		return fmt.Errorf("run: --hook %q: want bridge or none", o.Hook)
 	}
@@ -151,7 +158,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
 		}
 	} else {
 		if err := bridgehook.CheckBridgeNetfilter(o.NetNS); err != nil {
-			fmt.Fprintf(out, "warning: %v\n", err)
+			log.Warn("bridged traffic will not reach the rules", "err", err)
 		}
 		fmt.Fprintln(out, "--hook none: install rules like these yourself:")
 		for _, l := range hookCfg.Describe() {
@@ -161,13 +168,13 @@ func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
 
 	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, out: out}
 	var ctlServer *control.Server
+	path := o.Control
+	if path == "" {
+		path = control.DefaultPath(o.Queue)
+	}
 	if o.Control != "off" {
-		path := o.Control
-		if path == "" {
-			path = control.DefaultPath(o.Queue)
-		}
 		if ctlServer, err = control.Listen(path, ctl.handle); err != nil {
-			fmt.Fprintf(out, "warning: no control socket: %v\n", err)
+			log.Warn("no control socket", "path", path, "err", err)
 		} else {
 			defer ctlServer.Close()
 		}
@@ -180,9 +187,10 @@ func runInline(ctx context.Context, o runOptions, out io.Writer) (err error) {
 	done := make(chan error, 1)
 	started := time.Now()
 	go func() { done <- engine.Run(runCtx) }()
-	fmt.Fprintf(out, "closeduel %s: queue %d inline (%s), experiment %s\n", version, o.Queue, describeHook(o, hookCfg), ruleFile.Experiment)
+	log.Info(fmt.Sprintf("closeduel %s: queue %d inline (%s), experiment %s", version, o.Queue, describeHook(o, hookCfg), ruleFile.Experiment),
+		"queue", o.Queue, "experiment", ruleFile.Experiment)
 	if ctlServer != nil {
-		fmt.Fprintf(out, "control: closeduel ctl --queue %d enable|disable RULE, reload, status\n", o.Queue)
+		log.Info(fmt.Sprintf("control: closeduel ctl --queue %d enable|disable RULE, reload, status", o.Queue), "socket", path)
 	}
 
 	var timeout <-chan time.Time
@@ -205,9 +213,9 @@ wait:
 		case <-hup:
 			msg, err := ctl.reload()
 			if err != nil {
-				fmt.Fprintf(out, "SIGHUP: %v\n", err)
+				log.Error("SIGHUP: reload failed", "err", err)
 			} else {
-				fmt.Fprintf(out, "SIGHUP: %s\n", msg)
+				log.Info("SIGHUP: " + msg)
 			}
 		}
 	}
