@@ -26,7 +26,7 @@ func (f *File) Describe() []string {
 		}
 		out = append(out, line)
 	}
-	return out
+	return append(out, f.describeLab()...)
 }
 
 func (f *File) describeScope() string {

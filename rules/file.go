@@ -70,6 +70,13 @@ type File struct {
 	// Rules are the rules in file order; the first that matches a segment
 	// decides.
 	Rules []Rule
+	// Lab holds the lab: section's settings in file order: how
+	// `closeduel lab` sets up the bench for this experiment. The engine
+	// does not read them.
+	Lab []LabSetting
+	// Expect holds the expect: section: what a lab run should show on
+	// each device.
+	Expect []Expectation
 }
 
 // HasRoles reports whether the file names its hosts' roles.
@@ -90,7 +97,7 @@ type Rule struct {
 // The keys of each mapping of the language, in documentation order. The
 // JSON Schema test checks rules/schema.json against these lists.
 var (
-	fileKeys    = []string{"experiment", "about", "hosts", "ports", "seed", "stacks", "tracker", "rules"}
+	fileKeys    = []string{"experiment", "about", "hosts", "ports", "seed", "stacks", "tracker", "rules", "lab", "expect"}
 	trackerKeys = []string{"msl", "idle", "max-conns"}
 	ruleKeys    = []string{"name", "enabled", "when", "do"}
 )
@@ -164,6 +171,10 @@ func (p *parser) file(root *yaml.Node, f *File) {
 			p.tracker(e.v, f)
 		case "rules":
 			rulesNode = e.v
+		case "lab":
+			p.lab(e.v, f)
+		case "expect":
+			p.expect(e.v, f)
 		}
 	}
 	for _, k := range []string{"experiment", "about", "rules"} {

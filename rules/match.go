@@ -403,10 +403,14 @@ func (p *parser) flags(n *yaml.Node, what string) (segment.Flags, bool) {
 	return out, good
 }
 
+// countMax is the largest count the language reads; ">N" means N+1 to
+// countMax.
+const countMax = 65535
+
 // count parses a payload length or a count: N, "A..B", ">N", ">=N", "<N",
 // "<=N", each from 0 to 65535.
 func (p *parser) count(n *yaml.Node, what, noun string) (lo, hi int, ok bool) {
-	const max = 65535
+	const max = countMax
 	n = deref(n)
 	if n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
 		v, ok := p.integer(n, what, 0, max)

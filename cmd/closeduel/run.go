@@ -118,6 +118,10 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
+	if len(ruleFile.Lab) > 0 || len(ruleFile.Expect) > 0 {
+		// Said once: a reload does not repeat it.
+		fmt.Fprintf(out, "note: %s: the lab: and expect: sections are closeduel lab's; run ignores them\n", ruleFile.Path)
+	}
 	decider := rules.NewDecider(ruleFile, rules.Options{})
 	if len(o.Hosts) == 0 {
 		o.Hosts = ruleHosts(ruleFile)

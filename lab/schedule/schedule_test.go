@@ -1,4 +1,4 @@
-package lab
+package schedule
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestParseSchedule(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
@@ -25,19 +25,19 @@ func TestParseSchedule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseSchedule(tt.in)
+			got, err := Parse(tt.in)
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("ParseSchedule(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+				t.Fatalf("Parse(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("ParseSchedule(%q) (-want +got):\n%s", tt.in, diff)
+				t.Errorf("Parse(%q) (-want +got):\n%s", tt.in, diff)
 			}
 		})
 	}
 }
 
-func TestDefaultSchedule(t *testing.T) {
-	s, err := ParseSchedule(DefaultSchedule)
+func TestDefault(t *testing.T) {
+	s, err := Parse(Default)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +47,8 @@ func TestDefaultSchedule(t *testing.T) {
 	if got, want := s.Duration(), 18*time.Second; got != want {
 		t.Errorf("duration = %s, want %s", got, want)
 	}
-	if got := s.String(); got != DefaultSchedule {
-		t.Errorf("String() = %q, want %q", got, DefaultSchedule)
+	if got := s.String(); got != Default {
+		t.Errorf("String() = %q, want %q", got, Default)
 	}
 	offs := s.Offsets()
 	if diff := cmp.Diff([]time.Duration{0, time.Second, 10 * time.Second, 10*time.Second + 200*time.Millisecond}, []time.Duration{offs[0], offs[1], offs[10], offs[11]}); diff != "" {

@@ -1,4 +1,7 @@
-package lab
+// Package schedule holds the lab workload's rhythm: the gaps between
+// request starts, and the one spelling of them that flags, rule files
+// and run records use ("10x1s,40x200ms"). It needs no privileges.
+package schedule
 
 import (
 	"fmt"
@@ -11,16 +14,16 @@ import (
 // request i (start to start). A schedule of n gaps issues n+1 requests.
 type Schedule []time.Duration
 
-// DefaultSchedule is the original bench's rhythm cut to fit a two-minute
+// Default is the original bench's rhythm cut to fit a two-minute
 // run: 10 gaps of 1 s, then 40 of 0.2 s (51 requests in 18 s).
-const DefaultSchedule = "10x1s,40x200ms"
+const Default = "10x1s,40x200ms"
 
-// ParseSchedule parses a comma-separated list of gaps, each a Go duration
+// Parse parses a comma-separated list of gaps, each a Go duration
 // optionally preceded by a repeat count: "10x1s,40x200ms", "1s,1s,500ms".
-func ParseSchedule(s string) (Schedule, error) {
+func Parse(s string) (Schedule, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return nil, fmt.Errorf("lab: empty schedule (want e.g. %q)", DefaultSchedule)
+		return nil, fmt.Errorf("schedule: empty (want e.g. %q)", Default)
 	}
 	var out Schedule
 	for _, part := range strings.Split(s, ",") {
@@ -29,19 +32,19 @@ func ParseSchedule(s string) (Schedule, error) {
 		if count, gap, ok := strings.Cut(part, "x"); ok {
 			v, err := strconv.Atoi(count)
 			if err != nil || v < 1 {
-				return nil, fmt.Errorf("lab: schedule %q: bad repeat count %q", s, count)
+				return nil, fmt.Errorf("schedule: %q: bad repeat count %q", s, count)
 			}
 			n, part = v, gap
 		}
 		d, err := time.ParseDuration(part)
 		if err != nil {
-			return nil, fmt.Errorf("lab: schedule %q: %w", s, err)
+			return nil, fmt.Errorf("schedule: %q: %w", s, err)
 		}
 		if d < 0 {
-			return nil, fmt.Errorf("lab: schedule %q: negative gap %s", s, d)
+			return nil, fmt.Errorf("schedule: %q: negative gap %s", s, d)
 		}
 		if len(out)+n > 1_000_000 {
-			return nil, fmt.Errorf("lab: schedule %q: more than a million gaps", s)
+			return nil, fmt.Errorf("schedule: %q: more than a million gaps", s)
 		}
 		for range n {
 			out = append(out, d)
@@ -74,7 +77,7 @@ func (s Schedule) Offsets() []time.Duration {
 	return out
 }
 
-// String renders the schedule in the compact form ParseSchedule reads,
+// String renders the schedule in the compact form Parse reads,
 // runs of equal gaps folded: "10x1s,40x200ms".
 func (s Schedule) String() string {
 	var b strings.Builder
@@ -100,6 +103,6 @@ func (s Schedule) MarshalText() ([]byte, error) { return []byte(s.String()), nil
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (s *Schedule) UnmarshalText(b []byte) (err error) {
-	*s, err = ParseSchedule(string(b))
+	*s, err = Parse(string(b))
 	return err
 }
