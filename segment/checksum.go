@@ -13,6 +13,17 @@ var errShort = errors.New("segment: packet shorter than its headers")
 // its Segment describes (a Segment from another packet, or a zero one).
 var errMismatch = errors.New("segment: packet does not match its segment's header lengths")
 
+// errNotRewritable is returned for a segment whose bytes cannot be
+// rewritten in place with checksums that stay right: one inside a tunnel
+// (its TCP header is not where IPHeaderLen says in the outer packet, and an
+// outer checksum would go stale), a first fragment (its TCP checksum covers
+// octets that are not in the packet), or one whose IP length field does not
+// give its length.
+var errNotRewritable = errors.New("segment: tunnelled, fragmented or length-less packet cannot be rewritten")
+
+// notRewritable are the Via bits that make a segment not rewritable.
+const notRewritable = ViaIPinIP | ViaGRE | ViaVXLAN | ViaGeneve | ViaFragment | ViaZeroLength | ViaCapped
+
 // sum16 adds data as big-endian 16-bit words to a one's-complement sum and
 // returns it folded to 16 bits. It reads 32-bit words: 2^16 is 1 modulo
 // 0xffff, so their sum folds to the same value as that of the 16-bit ones.
@@ -52,6 +63,9 @@ func fold(sum uint32) uint16 {
 // length says) and the unfolded pseudo-header sum for it.
 func tcpSpan(pkt []byte, seg *Segment) (tcp []byte, pseudo uint32, err error) {
 	ihl := seg.IPHeaderLen
+	if seg.Via&notRewritable != 0 {
+		return nil, 0, errNotRewritable
+	}
 	if len(pkt) == 0 {
 		return nil, 0, errEmpty
 	}

@@ -4,16 +4,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
 
 // ErrNotTCP is returned by the decoders for a well-formed packet that does
-// not carry a whole TCP segment: another protocol, any IP fragment (the
-// first one too), IP in IP, a link header that carries no IP. Decode
-// returns it unwrapped.
+// not carry a TCP header: another protocol, an IP fragment after the
+// first, a link header or tunnel that carries something else, or
+// encapsulation nested deeper than the decoder follows. Decode returns it
+// unwrapped.
 var ErrNotTCP = errors.New("segment: not a TCP segment")
 
 var (
@@ -23,192 +24,689 @@ var (
 	// errLinkVersion is an IP header whose version is not the one the link
 	// header announced.
 	errLinkVersion = errors.New("segment: IP version differs from the link header's protocol")
-	// errZeroLength is a zero IP length field: IPv4 from a TSO capture or
-	// an IPv6 jumbogram. Neither can be rewritten, so neither is decoded.
-	errZeroLength = errors.New("segment: IP length field is zero")
+	errIHL         = errors.New("segment: IPv4 header length below 20 octets")
+	errIPLength    = errors.New("segment: IP length shorter than its headers")
+	errIPOption    = errors.New("segment: malformed IPv4 option")
+	errDataOffset  = errors.New("segment: TCP data offset below 20 octets")
+	errLinkHeader  = errors.New("segment: malformed link header")
 )
 
-// Decoder decodes packets into Segments in place. It keeps its layer
-// structs between calls, so after the first packets it allocates nothing.
+// maxDepth bounds how many headers (tags, labels, tunnels, extension
+// headers) Decode follows before it gives up with ErrNotTCP.
+const maxDepth = 16
+
+// Link types the decoder takes that gopacket has no name for.
+const (
+	linkTypeRawAlt = layers.LinkType(12)  // DLT_RAW on some BSDs
+	linkTypeCHDLC  = layers.LinkType(104) // Cisco HDLC
+	linkTypeLoop   = layers.LinkType(108) // OpenBSD loopback
+	linkTypeNFLOG  = layers.LinkType(239) // Linux NFLOG
+)
+
+// link is the framing a Decoder expects at the start of a packet.
+type link uint8
+
+const (
+	linkRaw link = iota
+	linkEthernet
+	linkSLL
+	linkSLL2
+	linkNull // BSD loopback, address family in host byte order
+	linkLoop // OpenBSD loopback, address family in network byte order
+	linkNFLOG
+	linkCHDLC
+	linkPPP
+)
+
+// Decoder decodes packets into Segments in place. It allocates nothing.
 // A Decoder is not safe for concurrent use: give each goroutine its own.
 type Decoder struct {
-	parser4 *gopacket.DecodingLayerParser // first layer IPv4
-	parser6 *gopacket.DecodingLayerParser // first layer IPv6
-	link    *gopacket.DecodingLayerParser // first layer the link type; nil for raw IP
-	eth     layers.Ethernet
-	sll     layers.LinuxSLL
-	sll2    layers.LinuxSLL2
-	ip4     layers.IPv4
-	ip6     layers.IPv6
-	tcp     layers.TCP
-	decoded []gopacket.LayerType
+	link  link
+	via   Via       // what the packet being decoded came through so far
+	vlans [2]uint16 // its first two VLAN IDs
+	tags  int       // how many VLAN tags it carried
+	depth int       // headers followed so far
 }
 
 // NewDecoder returns a Decoder for packets that start with the given link
-// type: layers.LinkTypeRaw (an IPv4 or IPv6 header, as NFQUEUE delivers),
-// LinkTypeIPv4, LinkTypeIPv6, LinkTypeEthernet, LinkTypeLinuxSLL or
-// LinkTypeLinuxSLL2.
-func NewDecoder(link layers.LinkType) (*Decoder, error) {
-	d := &Decoder{decoded: make([]gopacket.LayerType, 0, 8)}
-	newParser := func(first gopacket.LayerType) *gopacket.DecodingLayerParser {
-		p := gopacket.NewDecodingLayerParser(first, &d.eth, &d.sll, &d.sll2, &d.ip4, &d.ip6, &d.tcp)
-		p.IgnoreUnsupported = true
-		return p
-	}
-	d.parser4, d.parser6 = newParser(layers.LayerTypeIPv4), newParser(layers.LayerTypeIPv6)
-	switch link {
-	case layers.LinkTypeRaw, layers.LinkType(12), layers.LinkTypeIPv4, layers.LinkTypeIPv6:
-		// chosen per packet from the version nibble
+// type: layers.LinkTypeRaw (an IPv4 or IPv6 header, as NFQUEUE delivers;
+// also DLT 12, LinkTypeIPv4, LinkTypeIPv6), LinkTypeEthernet,
+// LinkTypeLinuxSLL, LinkTypeLinuxSLL2, LinkTypeNull (BSD loopback), 108
+// (OpenBSD loopback), LinkTypePPP, 104 (Cisco HDLC) or 239 (NFLOG).
+// Other link types give an error wrapping errors.ErrUnsupported.
+func NewDecoder(lt layers.LinkType) (*Decoder, error) {
+	d := &Decoder{}
+	switch lt {
+	case layers.LinkTypeRaw, linkTypeRawAlt, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
+		d.link = linkRaw
 	case layers.LinkTypeEthernet:
-		d.link = newParser(layers.LayerTypeEthernet)
+		d.link = linkEthernet
 	case layers.LinkTypeLinuxSLL:
-		d.link = newParser(layers.LayerTypeLinuxSLL)
+		d.link = linkSLL
 	case layers.LinkTypeLinuxSLL2:
-		d.link = newParser(layers.LayerTypeLinuxSLL2)
+		d.link = linkSLL2
+	case layers.LinkTypeNull:
+		d.link = linkNull
+	case linkTypeLoop:
+		d.link = linkLoop
+	case linkTypeNFLOG:
+		d.link = linkNFLOG
+	case linkTypeCHDLC:
+		d.link = linkCHDLC
+	case layers.LinkTypePPP:
+		d.link = linkPPP
 	default:
-		return nil, fmt.Errorf("segment: link type %v is not supported", link)
+		return nil, fmt.Errorf("segment: link type %v (%d): %w", lt, uint16(lt), errors.ErrUnsupported)
 	}
 	return d, nil
 }
 
 // Decode decodes one packet into seg. It returns ErrNotTCP (unwrapped) for
-// well-formed packets that carry no TCP header: other protocols, IP
-// fragments, tunnelled IP, stacked link headers. Malformed or truncated
+// well-formed packets that carry no TCP header; malformed or truncated
 // headers give another error. seg is only meaningful when the error is nil.
 //
-// A packet cut short inside its payload (a capture with a small snap
-// length, a queue copy range) still decodes: PayloadLen is then the payload
-// length the IP header declares, not the octets present. Bytes after the IP
-// packet (Ethernet padding) are ignored. Malformed TCP options end option
-// parsing, as they do in the receiving stacks, without an error.
+// Decode follows VLAN tags (802.1Q, 802.1ad), MPLS labels, 802.3 LLC/SNAP,
+// PPPoE, IP in IP, GRE (with ERSPAN), VXLAN (UDP port 4789) and Geneve (UDP
+// port 6081) to the TCP inside, and IPv6 extension headers to the TCP
+// behind them; seg.Via says which it crossed. The first fragment of a
+// fragmented datagram decodes (it carries the TCP header; PayloadLen counts
+// the octets in that fragment); later fragments give ErrNotTCP.
+//
+// Decode does not know how long the packet was on the wire: a packet cut
+// short inside its payload (a small snap length, a queue copy range) still
+// decodes with the payload length its IP header declares. Use DecodeWire
+// when the wire length is known. An IP length field of 0 (TSO, BIG TCP)
+// takes the length from the packet. Bytes after the IP packet (Ethernet
+// padding) are ignored. Malformed TCP options end option parsing, as they
+// do in the receiving stacks, without an error.
 func (d *Decoder) Decode(pkt []byte, seg *Segment) error {
+	return d.decode(pkt, math.MaxInt, seg)
+}
+
+// DecodeWire is Decode for a packet that was wireLen octets long on the
+// wire, of which pkt holds the first len(pkt) (a capture record's original
+// and captured lengths). The payload is capped at what the wire carried, as
+// Wireshark caps it: an IP length field longer than the frame (seg.Via has
+// ViaCapped) does not turn a pure ACK into data. A wireLen below len(pkt)
+// counts as len(pkt).
+func (d *Decoder) DecodeWire(pkt []byte, wireLen int, seg *Segment) error {
+	return d.decode(pkt, max(wireLen, len(pkt)), seg)
+}
+
+// decode decodes pkt, whose frame ended on the wire at offset limit.
+func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 	if len(pkt) == 0 {
 		return errEmpty
 	}
-	parser := d.link
-	if parser == nil {
-		switch pkt[0] >> 4 {
-		case 4:
-			parser = d.parser4
-		case 6:
-			parser = d.parser6
-		default:
-			return errVersion
+	d.via, d.vlans, d.tags, d.depth = 0, [2]uint16{}, 0, 0
+	be := binary.BigEndian
+	switch d.link {
+	case linkRaw:
+		return d.ip(pkt, 0, 0, limit, seg)
+	case linkEthernet:
+		return d.ethernet(pkt, 0, limit, seg)
+	case linkSLL:
+		if len(pkt) < 16 {
+			return errTruncated
 		}
+		if be.Uint16(pkt[4:]) > 8 {
+			return fmt.Errorf("%w: SLL address length %d", errLinkHeader, be.Uint16(pkt[4:]))
+		}
+		return d.etherType(pkt, 16, be.Uint16(pkt[14:]), limit, seg)
+	case linkSLL2:
+		if len(pkt) < 20 {
+			return errTruncated
+		}
+		return d.etherType(pkt, 20, be.Uint16(pkt[0:]), limit, seg)
+	case linkNull, linkLoop:
+		if len(pkt) < 4 {
+			return errTruncated
+		}
+		family := be.Uint32(pkt)
+		if d.link == linkNull && family > 0xffff {
+			family = binary.LittleEndian.Uint32(pkt) // written in the other byte order
+		}
+		switch family {
+		case 2: // AF_INET everywhere
+			return d.ip(pkt, 4, 4, limit, seg)
+		case 10, 24, 28, 30: // AF_INET6: Linux, NetBSD/OpenBSD, FreeBSD, Darwin
+			return d.ip(pkt, 4, 6, limit, seg)
+		}
+		return ErrNotTCP
+	case linkNFLOG:
+		return d.nflog(pkt, limit, seg)
+	case linkCHDLC:
+		if len(pkt) < 4 {
+			return errTruncated
+		}
+		return d.etherType(pkt, 4, be.Uint16(pkt[2:]), limit, seg)
+	case linkPPP:
+		return d.ppp(pkt, 0, limit, seg)
 	}
-	err := parser.DecodeLayers(pkt, &d.decoded)
-	// The IP layer must come first (raw IP) or right after the one link
-	// header; anything else (IP in IP, Ethernet in SLL2, VLAN tags) is a
-	// packet whose TCP header FixChecksums could not place.
-	ipAt, linkLen := 0, 0
-	if parser == d.link {
-		if len(d.decoded) == 0 {
-			return fmt.Errorf("segment: decode link header: %w", err)
-		}
-		var next gopacket.LayerType
-		switch d.decoded[0] {
-		case layers.LayerTypeEthernet:
-			linkLen, next = len(d.eth.Contents), d.eth.NextLayerType()
-		case layers.LayerTypeLinuxSLL:
-			linkLen, next = len(d.sll.Contents), d.sll.NextLayerType()
-		case layers.LayerTypeLinuxSLL2:
-			linkLen, next = len(d.sll2.Contents), d.sll2.NextLayerType()
-		}
-		if next != layers.LayerTypeIPv4 && next != layers.LayerTypeIPv6 {
-			return ErrNotTCP // the link header carries something else
-		}
-		if len(d.decoded) == 1 && err == nil {
-			return errTruncated // nothing after the link header
-		}
-		ipAt = 1
-	}
-	if len(d.decoded) <= ipAt {
-		return decodeErr(parser, err)
-	}
-	// Decide from the outer header's own bytes: after IP in IP of one
-	// family the layer struct holds the inner header.
-	ip := pkt[linkLen:]
-	switch d.decoded[ipAt] {
-	case layers.LayerTypeIPv4:
-		if ip[0]>>4 != 4 {
-			return errLinkVersion
-		}
-		// Not TCP, or a fragment (MF set or an offset).
-		if ip[9] != byte(layers.IPProtocolTCP) || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
-			return ErrNotTCP
-		}
-	case layers.LayerTypeIPv6:
-		if ip[0]>>4 != 6 {
-			return errLinkVersion
-		}
-		next := ip[6]
-		if next == byte(layers.IPProtocolIPv6HopByHop) {
-			next = ip[40] // the IPv6 layer decoded its hop-by-hop header
-		}
-		if next != byte(layers.IPProtocolTCP) {
-			return ErrNotTCP
-		}
-	default:
-		return ErrNotTCP // cannot happen: the link header said IP
-	}
-	if err != nil {
-		return decodeErr(parser, err)
-	}
-	if len(d.decoded) != ipAt+2 {
-		return errTruncated // the IP header says TCP, but nothing follows
-	}
-	// The IP layer carries TCP, so its struct describes the outer header.
-	var ipHeaderLen, ipLen int // IP header with extensions; whole IP packet
-	if d.decoded[ipAt] == layers.LayerTypeIPv4 {
-		ip := &d.ip4
-		if binary.BigEndian.Uint16(ip.Contents[2:4]) == 0 {
-			return errZeroLength // gopacket reads 0 as "the rest of the buffer"
-		}
-		ipHeaderLen, ipLen = len(ip.Contents), int(ip.Length)
-		src, _ := netip.AddrFromSlice(ip.SrcIP)
-		dst, _ := netip.AddrFromSlice(ip.DstIP)
-		seg.Src, seg.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
-		seg.TTL = ip.TTL
-	} else {
-		ip := &d.ip6
-		if ip.Length == 0 {
-			return errZeroLength // jumbogram
-		}
-		ipHeaderLen, ipLen = len(ip.Contents), len(ip.Contents)+int(ip.Length)
-		if ip.HopByHop != nil {
-			ipHeaderLen += len(ip.HopByHop.Contents)
-		}
-		src, _ := netip.AddrFromSlice(ip.SrcIP)
-		dst, _ := netip.AddrFromSlice(ip.DstIP)
-		seg.Src, seg.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
-		seg.TTL = ip.HopLimit
-	}
-	t := &d.tcp
-	payloadLen := ipLen - ipHeaderLen - len(t.Contents)
-	if payloadLen < 0 || linkLen+ipHeaderLen+len(t.Contents) > len(pkt) {
+	return ErrNotTCP
+}
+
+// ethernet decodes an Ethernet header at off, with 802.3 LLC/SNAP.
+func (d *Decoder) ethernet(pkt []byte, off, limit int, seg *Segment) error {
+	if len(pkt) < off+14 {
 		return errTruncated
 	}
-	seg.Src = netip.AddrPortFrom(seg.Src.Addr(), uint16(t.SrcPort))
-	seg.Dst = netip.AddrPortFrom(seg.Dst.Addr(), uint16(t.DstPort))
-	seg.Flags = Flags(t.Contents[13])
-	seg.Seq, seg.Ack = Seq(t.Seq), Seq(t.Ack)
-	seg.Window = t.Window
-	seg.PayloadLen = payloadLen
-	seg.TCPHeaderLen = len(t.Contents)
-	seg.IPHeaderLen = ipHeaderLen
-	seg.WindowScale, seg.MSS = -1, 0
-	for i := range t.Options {
-		o := &t.Options[i]
-		switch o.OptionType {
-		case layers.TCPOptionKindWindowScale:
-			if len(o.OptionData) == 1 {
-				seg.WindowScale = int8(min(o.OptionData[0], maxWindowScale))
-			}
-		case layers.TCPOptionKindMSS:
-			if len(o.OptionData) == 2 {
-				seg.MSS = uint16(o.OptionData[0])<<8 | uint16(o.OptionData[1])
-			}
+	typ := binary.BigEndian.Uint16(pkt[off+12:])
+	off += 14
+	if typ <= 1500 { // an 802.3 length: LLC follows
+		if len(pkt) < off+3 {
+			return errTruncated
 		}
+		if pkt[off] != 0xaa || pkt[off+1] != 0xaa || pkt[off+2] != 3 {
+			return ErrNotTCP // spanning tree, NetBIOS, IPX and the like
+		}
+		if len(pkt) < off+8 {
+			return errTruncated
+		}
+		d.via |= ViaLLC
+		typ = binary.BigEndian.Uint16(pkt[off+6:])
+		off += 8
+	}
+	return d.etherType(pkt, off, typ, limit, seg)
+}
+
+// Ethernet types the decoder follows.
+const (
+	etherIPv4    = 0x0800
+	etherIPv6    = 0x86dd
+	etherDot1Q   = 0x8100
+	etherDot1AD  = 0x88a8
+	etherQinQOld = 0x9100
+	etherMPLS    = 0x8847
+	etherMPLSMC  = 0x8848
+	etherPPPoE   = 0x8864
+	etherTEB     = 0x6558 // transparent Ethernet bridging (GRE, Geneve)
+	etherERSPAN2 = 0x88be
+	etherERSPAN3 = 0x22eb
+	etherPPP     = 0x880b // PPP in GRE version 1 (PPTP)
+)
+
+// etherType decodes what follows a header that announced typ at off.
+func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Segment) error {
+	be := binary.BigEndian
+	for {
+		if d.depth++; d.depth > maxDepth {
+			return ErrNotTCP
+		}
+		switch typ {
+		case etherIPv4:
+			return d.ip(pkt, off, 4, limit, seg)
+		case etherIPv6:
+			return d.ip(pkt, off, 6, limit, seg)
+		case etherDot1Q, etherDot1AD, etherQinQOld:
+			if len(pkt) < off+4 {
+				return errTruncated
+			}
+			if typ == etherDot1Q {
+				d.via |= ViaVLAN
+			} else {
+				d.via |= ViaQinQ
+			}
+			if d.tags < len(d.vlans) {
+				d.vlans[d.tags] = be.Uint16(pkt[off:]) & 0x0fff
+			}
+			d.tags++
+			typ = be.Uint16(pkt[off+2:])
+			off += 4
+		case etherMPLS, etherMPLSMC:
+			d.via |= ViaMPLS
+			for {
+				if len(pkt) < off+4 {
+					return errTruncated
+				}
+				bottom := pkt[off+2]&1 != 0
+				off += 4
+				if bottom {
+					break
+				}
+				if d.depth++; d.depth > maxDepth {
+					return ErrNotTCP
+				}
+			}
+			if len(pkt) <= off {
+				return errTruncated
+			}
+			// No type field: guess from the first nibble, as Wireshark does.
+			switch pkt[off] >> 4 {
+			case 4:
+				return d.ip(pkt, off, 4, limit, seg)
+			case 6:
+				return d.ip(pkt, off, 6, limit, seg)
+			case 0: // a pseudowire control word, then Ethernet
+				return d.ethernet(pkt, off+4, limit, seg)
+			}
+			return ErrNotTCP
+		case etherPPPoE:
+			if len(pkt) < off+6 {
+				return errTruncated
+			}
+			if pkt[off] != 0x11 || pkt[off+1] != 0 {
+				return ErrNotTCP // not a PPPoE session packet
+			}
+			d.via |= ViaPPPoE
+			return d.ppp(pkt, off+6, limit, seg)
+		case etherPPP:
+			return d.ppp(pkt, off, limit, seg)
+		case etherTEB:
+			return d.ethernet(pkt, off, limit, seg)
+		default:
+			return ErrNotTCP
+		}
+	}
+}
+
+// ppp decodes a PPP header (address and control optional, protocol field
+// one or two octets) at off.
+func (d *Decoder) ppp(pkt []byte, off, limit int, seg *Segment) error {
+	if len(pkt) < off+2 {
+		return errTruncated
+	}
+	if pkt[off] == 0xff && pkt[off+1] == 0x03 {
+		off += 2
+		if len(pkt) < off+1 {
+			return errTruncated
+		}
+	}
+	proto := uint16(pkt[off])
+	if proto&1 == 0 { // two-octet protocol field
+		if len(pkt) < off+2 {
+			return errTruncated
+		}
+		proto = binary.BigEndian.Uint16(pkt[off:])
+		off++
+	}
+	off++
+	switch proto {
+	case 0x21:
+		return d.ip(pkt, off, 4, limit, seg)
+	case 0x57:
+		return d.ip(pkt, off, 6, limit, seg)
+	}
+	return ErrNotTCP
+}
+
+// nflog decodes a Linux NFLOG header and its TLVs to the payload TLV.
+func (d *Decoder) nflog(pkt []byte, limit int, seg *Segment) error {
+	if len(pkt) < 4 {
+		return errTruncated
+	}
+	var version byte
+	switch pkt[0] {
+	case 2:
+		version = 4
+	case 10:
+		version = 6
+	default:
+		return ErrNotTCP
+	}
+	off := 4
+	for len(pkt) >= off+4 {
+		// TLV length and type are in the host byte order of the capturing
+		// machine: little-endian in practice.
+		l := int(binary.LittleEndian.Uint16(pkt[off:]))
+		typ := binary.LittleEndian.Uint16(pkt[off+2:]) & 0x7fff
+		if l < 4 {
+			return fmt.Errorf("%w: NFLOG TLV length %d", errLinkHeader, l)
+		}
+		if typ == 9 { // NFULA_PAYLOAD
+			return d.ip(pkt, off+4, version, min(limit, off+l), seg)
+		}
+		off += (l + 3) &^ 3
+	}
+	return ErrNotTCP // no payload TLV
+}
+
+// ip decodes an IP header at off; version is 4 or 6 when the header before
+// announced one, 0 for raw IP.
+func (d *Decoder) ip(pkt []byte, off int, version byte, limit int, seg *Segment) error {
+	if len(pkt) <= off {
+		return errTruncated
+	}
+	v := pkt[off] >> 4
+	if version != 0 && v != version {
+		return errLinkVersion
+	}
+	if d.depth++; d.depth > maxDepth {
+		return ErrNotTCP
+	}
+	switch v {
+	case 4:
+		return d.ip4(pkt, off, limit, seg)
+	case 6:
+		return d.ip6(pkt, off, limit, seg)
+	}
+	return errVersion
+}
+
+// IP protocol numbers the decoder follows.
+const (
+	protoHopByHop = 0
+	protoIPIP     = 4
+	protoTCP      = 6
+	protoUDP      = 17
+	protoIPv6     = 41
+	protoRouting  = 43
+	protoFragment = 44
+	protoGRE      = 47
+	protoAH       = 51
+	protoDstOpts  = 60
+)
+
+// ipEnd returns where an IP packet starting at off with the given length
+// field ends, capped at the frame's wire end; length 0 takes the frame.
+func (d *Decoder) ipEnd(pkt []byte, off, length, limit int) int {
+	frame := min(limit, len(pkt))
+	if length == 0 {
+		d.via |= ViaZeroLength
+		return frame
+	}
+	end := off + length
+	if end > limit {
+		d.via |= ViaCapped
+		end = limit
+	}
+	return end
+}
+
+func (d *Decoder) ip4(pkt []byte, off, limit int, seg *Segment) error {
+	b := pkt[off:]
+	if len(b) < 20 {
+		return errTruncated
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if ihl < 20 {
+		return errIHL
+	}
+	if len(b) < ihl {
+		return errTruncated
+	}
+	length := int(binary.BigEndian.Uint16(b[2:]))
+	if length != 0 && length < ihl {
+		return errIPLength
+	}
+	for i := 20; i < ihl; { // options: a bad length is a malformed header
+		if b[i] == 0 {
+			break
+		}
+		if b[i] == 1 {
+			i++
+			continue
+		}
+		if i+1 >= ihl || b[i+1] < 2 || i+int(b[i+1]) > ihl {
+			return errIPOption
+		}
+		i += int(b[i+1])
+	}
+	frag := binary.BigEndian.Uint16(b[6:])
+	proto := b[9]
+	if frag&0x1fff != 0 {
+		return ErrNotTCP // a later fragment: no TCP header in it
+	}
+	end := d.ipEnd(pkt, off, length, limit)
+	if frag&0x2000 != 0 { // the first fragment of several
+		if proto != protoTCP {
+			return ErrNotTCP
+		}
+		d.via |= ViaFragment
+	}
+	switch proto {
+	case protoTCP:
+		seg.Src = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[12:16])), 0)
+		seg.Dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[16:20])), 0)
+		seg.TTL = b[8]
+		return d.tcp(pkt, off, ihl, end, seg)
+	case protoIPIP, protoIPv6, protoGRE, protoUDP:
+		return d.tunnel(pkt, off+ihl, proto, end, seg)
+	}
+	return ErrNotTCP
+}
+
+func (d *Decoder) ip6(pkt []byte, off, limit int, seg *Segment) error {
+	b := pkt[off:]
+	if len(b) < 40 {
+		return errTruncated
+	}
+	length := int(binary.BigEndian.Uint16(b[4:]))
+	next, hlen, jumbo := b[6], 40, 0
+	for done := false; !done; {
+		switch next {
+		case protoHopByHop, protoDstOpts, protoRouting, protoAH:
+			if len(b) < hlen+2 {
+				return errTruncated
+			}
+			l := (int(b[hlen+1]) + 1) * 8
+			if next == protoAH {
+				l = (int(b[hlen+1]) + 2) * 4
+			}
+			if len(b) < hlen+l {
+				return errTruncated
+			}
+			if next == protoHopByHop && length == 0 {
+				jumbo = jumboLength(b[hlen+2 : hlen+l])
+			}
+			d.via |= ViaIPv6Ext
+			next = b[hlen]
+			hlen += l
+		case protoFragment:
+			if len(b) < hlen+8 {
+				return errTruncated
+			}
+			fo := binary.BigEndian.Uint16(b[hlen+2:])
+			if fo&0xfff8 != 0 {
+				return ErrNotTCP // a later fragment: no TCP header in it
+			}
+			if fo&1 != 0 {
+				d.via |= ViaFragment
+			}
+			d.via |= ViaIPv6Ext
+			next = b[hlen]
+			hlen += 8
+		default:
+			done = true
+		}
+		if d.depth++; d.depth > maxDepth {
+			return ErrNotTCP
+		}
+	}
+	if length != 0 && 40+length < hlen {
+		return errIPLength
+	}
+	if length == 0 && jumbo != 0 {
+		length = jumbo - 40 // jumboLength counts from the start of the IPv6 header
+	}
+	end := 0
+	if length == 0 {
+		end = d.ipEnd(pkt, off, 0, limit)
+	} else {
+		end = d.ipEnd(pkt, off, 40+length, limit)
+	}
+	if d.via&ViaFragment != 0 && next != protoTCP {
+		return ErrNotTCP
+	}
+	switch next {
+	case protoTCP:
+		seg.Src = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])), 0)
+		seg.Dst = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[24:40])), 0)
+		seg.TTL = b[7]
+		return d.tcp(pkt, off, hlen, end, seg)
+	case protoIPIP, protoIPv6, protoGRE, protoUDP:
+		return d.tunnel(pkt, off+hlen, next, end, seg)
+	}
+	return ErrNotTCP
+}
+
+// jumboLength returns 40 plus the Jumbo Payload option's length (RFC 2675)
+// among hop-by-hop options, or 0 when there is none.
+func jumboLength(opts []byte) int {
+	for i := 0; i < len(opts); {
+		if opts[i] == 0 { // Pad1
+			i++
+			continue
+		}
+		if i+2 > len(opts) || i+2+int(opts[i+1]) > len(opts) {
+			return 0
+		}
+		if opts[i] == 0xc2 && opts[i+1] == 4 {
+			return 40 + int(binary.BigEndian.Uint32(opts[i+2:]))
+		}
+		i += 2 + int(opts[i+1])
+	}
+	return 0
+}
+
+// UDP ports of the tunnels the decoder follows (IANA's, as Wireshark's
+// defaults).
+const (
+	portVXLAN  = 4789
+	portGeneve = 6081
+)
+
+// tunnel decodes what an IP header whose protocol is proto carries at off,
+// up to end.
+func (d *Decoder) tunnel(pkt []byte, off int, proto byte, end int, seg *Segment) error {
+	be := binary.BigEndian
+	switch proto {
+	case protoIPIP:
+		d.via |= ViaIPinIP
+		return d.ip(pkt, off, 4, end, seg)
+	case protoIPv6:
+		d.via |= ViaIPinIP
+		return d.ip(pkt, off, 6, end, seg)
+	case protoGRE:
+		if len(pkt) < off+4 {
+			return errTruncated
+		}
+		flags, typ := be.Uint16(pkt[off:]), be.Uint16(pkt[off+2:])
+		hlen := 4
+		switch flags & 7 {
+		case 0:
+			if flags&0x4000 != 0 {
+				return ErrNotTCP // source routing (RFC 1701): obsolete
+			}
+			if flags&0x8000 != 0 { // checksum and reserved
+				hlen += 4
+			}
+		case 1: // enhanced GRE (PPTP): key always, acknowledgment optional
+			if typ != etherPPP {
+				return ErrNotTCP
+			}
+			if flags&0x0080 != 0 {
+				hlen += 4
+			}
+		default:
+			return ErrNotTCP
+		}
+		if flags&0x2000 != 0 { // key
+			hlen += 4
+		}
+		if flags&0x1000 != 0 { // sequence number
+			hlen += 4
+		}
+		off += hlen
+		d.via |= ViaGRE
+		switch typ {
+		case etherERSPAN2: // type II has a sequence number and an 8-octet header; type I neither
+			if flags&0x1000 != 0 {
+				off += 8
+			}
+			return d.ethernet(pkt, off, end, seg)
+		case etherERSPAN3:
+			if len(pkt) < off+12 {
+				return errTruncated
+			}
+			if pkt[off+11]&1 != 0 { // platform-specific subheader
+				off += 8
+			}
+			return d.ethernet(pkt, off+12, end, seg)
+		}
+		return d.etherType(pkt, off, typ, end, seg)
+	case protoUDP:
+		if len(pkt) < off+8 {
+			return errTruncated
+		}
+		switch be.Uint16(pkt[off+2:]) {
+		case portVXLAN:
+			if len(pkt) < off+16 {
+				return errTruncated
+			}
+			d.via |= ViaVXLAN
+			return d.ethernet(pkt, off+16, end, seg)
+		case portGeneve:
+			g := off + 8
+			if len(pkt) < g+8 {
+				return errTruncated
+			}
+			if pkt[g]>>6 != 0 {
+				return ErrNotTCP // a Geneve version this decoder does not know
+			}
+			d.via |= ViaGeneve
+			return d.etherType(pkt, g+8+int(pkt[g]&0x3f)*4, be.Uint16(pkt[g+2:]), end, seg)
+		}
+	}
+	return ErrNotTCP
+}
+
+// tcp decodes the TCP header of the IP packet at off whose headers
+// (extensions included) are ihl long and which ends at end.
+func (d *Decoder) tcp(pkt []byte, off, ihl, end int, seg *Segment) error {
+	t := pkt[off+ihl:]
+	if len(t) < 20 {
+		return errTruncated
+	}
+	doff := int(t[12]>>4) * 4
+	if doff < 20 {
+		return errDataOffset
+	}
+	if len(t) < doff {
+		return errTruncated
+	}
+	if off+ihl+doff > end {
+		if d.via&ViaCapped != 0 {
+			return errTruncated // the frame was shorter on the wire than the headers
+		}
+		return errIPLength
+	}
+	be := binary.BigEndian
+	seg.Src = netip.AddrPortFrom(seg.Src.Addr(), be.Uint16(t[0:]))
+	seg.Dst = netip.AddrPortFrom(seg.Dst.Addr(), be.Uint16(t[2:]))
+	seg.Seq, seg.Ack = Seq(be.Uint32(t[4:])), Seq(be.Uint32(t[8:]))
+	seg.Flags = Flags(t[13])
+	seg.Window = be.Uint16(t[14:])
+	seg.PayloadLen = end - off - ihl - doff
+	seg.TCPHeaderLen = doff
+	seg.IPHeaderLen = ihl
+	seg.Via = d.via
+	seg.VLAN, seg.InnerVLAN = d.vlans[0], d.vlans[1]
+	seg.WindowScale, seg.MSS = -1, 0
+	opts := t[20:doff]
+	for i := 0; i < len(opts); {
+		kind := opts[i]
+		if kind == 0 { // end of option list
+			break
+		}
+		if kind == 1 { // NOP
+			i++
+			continue
+		}
+		if i+1 >= len(opts) {
+			break
+		}
+		l := int(opts[i+1])
+		if l < 2 || i+l > len(opts) {
+			break // a length that cannot be followed ends the options
+		}
+		switch {
+		case kind == 2 && l == 4:
+			seg.MSS = be.Uint16(opts[i+2:])
+		case kind == 3 && l == 3:
+			seg.WindowScale = int8(min(opts[i+2], maxWindowScale))
+		}
+		i += l
 	}
 	return nil
 }
@@ -216,14 +714,3 @@ func (d *Decoder) Decode(pkt []byte, seg *Segment) error {
 // maxWindowScale is the largest shift RFC 7323 section 2.3 allows; a
 // receiver uses it in place of any larger value.
 const maxWindowScale = 14
-
-// decodeErr wraps an error from gopacket, saying when the packet was cut.
-func decodeErr(p *gopacket.DecodingLayerParser, err error) error {
-	if err == nil {
-		return errTruncated
-	}
-	if p.Truncated {
-		return fmt.Errorf("%w: %w", errTruncated, err)
-	}
-	return fmt.Errorf("segment: decode: %w", err)
-}

@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -207,7 +206,7 @@ func TestDecodeNotTCP(t *testing.T) {
 	}
 	ip6frag := serialize(t,
 		&layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Fragment, SrcIP: cli6.Addr().AsSlice(), DstIP: dev6.Addr().AsSlice()},
-		gopacket.Payload(append([]byte{6, 0, 0, 1, 0, 0, 0, 9}, tcp6[40:]...))) // offset 0, more fragments
+		gopacket.Payload(append([]byte{6, 0, 0, 8 | 1, 0, 0, 0, 9}, tcp6[40:]...))) // offset 8, more fragments
 	cases := []struct {
 		name string
 		ip   []byte
@@ -216,15 +215,12 @@ func TestDecodeNotTCP(t *testing.T) {
 		{"v6 UDP", ip6Of(t, layers.IPProtocolUDP, udp(), gopacket.Payload("dns"))},
 		{"v4 ICMP echo", ip4Of(t, layers.IPProtocolICMPv4, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 1, Seq: 1})},
 		{"v6 ICMPv6 echo", ip6Of(t, layers.IPProtocolICMPv6, &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(128, 0)}, gopacket.Payload{0, 1, 0, 1})},
-		{"v4 first fragment of TCP", frag(layers.IPv4MoreFragments, 0)},
 		{"v4 middle fragment", frag(layers.IPv4MoreFragments, 3)},
 		{"v4 last fragment", frag(0, 3)},
-		{"v6 fragment header", ip6frag},
+		{"v6 later fragment", ip6frag},
+		{"UDP on the VXLAN port carrying ARP", ip4Of(t, layers.IPProtocolUDP, &layers.UDP{SrcPort: 1, DstPort: 4789}, gopacket.Payload(append(make([]byte, 8), arpFrame(t)...)))},
+		{"GRE carrying ARP", ip4Of(t, layers.IPProtocolGRE, gopacket.Payload(append([]byte{0, 0, 0x08, 0x06}, arpFrame(t)[14:]...)))},
 		{"v4 protocol 0xfd", ip4Of(t, 0xfd, gopacket.Payload(tcp4[20:]))},
-		{"TCP in IPv4 in IPv4", ip4Of(t, layers.IPProtocolIPv4, gopacket.Payload(tcp4))},
-		{"TCP in IPv6 in IPv4", ip4Of(t, layers.IPProtocolIPv6, gopacket.Payload(tcp6))},
-		{"TCP in IPv4 in IPv6", ip6Of(t, layers.IPProtocolIPv4, gopacket.Payload(tcp4))},
-		{"TCP in IPv6 in IPv6", ip6Of(t, layers.IPProtocolIPv6, gopacket.Payload(tcp6))},
 	}
 	for _, f := range framings {
 		d := newDecoder(t, f.link)
@@ -242,24 +238,21 @@ func TestDecodeNotTCP(t *testing.T) {
 	eth := func(typ layers.EthernetType, payload []byte) []byte {
 		return serialize(t, &layers.Ethernet{SrcMAC: cliMAC, DstMAC: devMAC, EthernetType: typ}, gopacket.Payload(payload))
 	}
-	arp := serialize(t, &layers.Ethernet{SrcMAC: cliMAC, DstMAC: devMAC, EthernetType: layers.EthernetTypeARP},
-		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4, Operation: 1,
-			SourceHwAddress: cliMAC, SourceProtAddress: cli4.Addr().AsSlice(), DstHwAddress: make([]byte, 6), DstProtAddress: dev4.Addr().AsSlice()})
-	vlan := serialize(t, &layers.Ethernet{SrcMAC: cliMAC, DstMAC: devMAC, EthernetType: layers.EthernetTypeDot1Q},
-		&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv4}, gopacket.Payload(tcp4))
-	sll2Eth := sll2(t, ethernet(t, tcp4))
-	binary.BigEndian.PutUint16(sll2Eth[0:], uint16(layers.EthernetTypeTransparentEthernetBridging))
-	binary.BigEndian.PutUint16(sll2Eth[8:], uint16(layers.ARPHardwareTypeIPGRE))
+	arp := arpFrame(t)
+	stp := serialize(t, &layers.Ethernet{SrcMAC: cliMAC, DstMAC: devMAC, EthernetType: layers.EthernetTypeLLC, Length: 38},
+		&layers.LLC{DSAP: 0x42, SSAP: 0x42, Control: 3}, gopacket.Payload(make([]byte, 35)))
 	for _, c := range []struct {
 		name  string
 		link  layers.LinkType
 		frame []byte
 	}{
 		{"ethernet ARP", layers.LinkTypeEthernet, arp},
-		{"ethernet 802.1Q", layers.LinkTypeEthernet, vlan},
 		{"ethernet unknown type", layers.LinkTypeEthernet, eth(0x88b5, tcp4)},
-		{"ethernet in ethernet", layers.LinkTypeEthernet, eth(layers.EthernetTypeTransparentEthernetBridging, ethernet(t, tcp4))},
-		{"ethernet in SLL2 (IPGRE)", layers.LinkTypeLinuxSLL2, sll2Eth},
+		{"ethernet 802.3 spanning tree", layers.LinkTypeEthernet, stp},
+		{"VLAN tag carrying ARP", layers.LinkTypeEthernet, serialize(t, &layers.Ethernet{SrcMAC: cliMAC, DstMAC: devMAC, EthernetType: layers.EthernetTypeDot1Q},
+			&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeARP}, gopacket.Payload(arp[14:]))},
+		{"BSD loopback AF_APPLETALK", layers.LinkTypeNull, append([]byte{16, 0, 0, 0}, tcp4...)},
+		{"tags nested beyond the limit", layers.LinkTypeEthernet, deepTags(t, tcp4, 20)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var seg Segment
@@ -268,6 +261,23 @@ func TestDecodeNotTCP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// arpFrame is an Ethernet frame with an ARP request.
+func arpFrame(t testing.TB) []byte {
+	return serialize(t, &layers.Ethernet{SrcMAC: cliMAC, DstMAC: devMAC, EthernetType: layers.EthernetTypeARP},
+		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4, Operation: 1,
+			SourceHwAddress: cliMAC, SourceProtAddress: cli4.Addr().AsSlice(), DstHwAddress: make([]byte, 6), DstProtAddress: dev4.Addr().AsSlice()})
+}
+
+// deepTags wraps ip in Ethernet with n 802.1Q tags.
+func deepTags(t testing.TB, ip []byte, n int) []byte {
+	f := ethernet(t, ip)
+	out := append([]byte(nil), f[:12]...)
+	for range n {
+		out = append(out, 0x81, 0, 0, 5)
+	}
+	return append(out, f[12:]...)
 }
 
 // TestDecodeMalformed: malformed packets give an error that is not
@@ -295,7 +305,6 @@ func TestDecodeMalformed(t *testing.T) {
 		{"v4 IHL 15 beyond total length", layers.LinkTypeRaw, edit(good4[:40], func(b []byte) { b[0] = 0x4f; b[3] = 40 })},
 		{"v4 IHL 15 beyond buffer", layers.LinkTypeRaw, edit(good4[:50], func(b []byte) { b[0] = 0x4f })},
 		{"v4 total length 19", layers.LinkTypeRaw, edit(good4, func(b []byte) { b[2], b[3] = 0, 19 })},
-		{"v4 total length 0", layers.LinkTypeRaw, edit(good4, func(b []byte) { b[2], b[3] = 0, 0 })},
 		{"v4 total length leaves no TCP header", layers.LinkTypeRaw, edit(good4, func(b []byte) { b[2], b[3] = 0, 30 })},
 		{"v4 bad IP option length", layers.LinkTypeRaw, edit((&pkt{src: cli4, dst: dev4, ttl: 64, ipOpts: []layers.IPv4Option{{OptionType: 148, OptionLength: 4, OptionData: []byte{0, 0}}}}).raw(t), func(b []byte) { b[21] = 9 })},
 		{"v4 TCP data offset 4", layers.LinkTypeRaw, edit(good4, func(b []byte) { b[32] = 0x40 })},
@@ -303,10 +312,8 @@ func TestDecodeMalformed(t *testing.T) {
 		{"v4 TCP data offset 15 beyond packet", layers.LinkTypeRaw, edit(good4[:50], func(b []byte) { b[32] = 0xf0; b[2], b[3] = 0, 50 })},
 		{"v4 TCP header cut", layers.LinkTypeRaw, good4[:30]},
 		{"v6 39 bytes", layers.LinkTypeRaw, good6[:39]},
-		{"v6 payload length 0", layers.LinkTypeRaw, edit(good6, func(b []byte) { b[4], b[5] = 0, 0 })},
 		{"v6 payload length leaves no TCP header", layers.LinkTypeRaw, edit(good6, func(b []byte) { b[4], b[5] = 0, 10 })},
 		{"v6 TCP data offset 3", layers.LinkTypeRaw, edit(good6, func(b []byte) { b[52] = 0x30 })},
-		{"v6 hop-by-hop jumbo without jumbo option", layers.LinkTypeRaw, edit((&pkt{src: cli6, dst: dev6, ttl: 64, hbh: true}).raw(t), func(b []byte) { b[4], b[5] = 0, 0 })},
 		{"ethernet 13 bytes", layers.LinkTypeEthernet, ethernet(t, good4)[:13]},
 		{"ethernet header only", layers.LinkTypeEthernet, ethernet(t, good4)[:14]},
 		{"ethernet says IPv4, packet is IPv6", layers.LinkTypeEthernet, edit(ethernet(t, good6), func(b []byte) { b[12], b[13] = 0x08, 0x00 })},

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -106,6 +107,24 @@ func reference(t *testing.T, frame []byte, first gopacket.LayerType) Segment {
 		t.Fatalf("gopacket found no TCP layer in %v", pk)
 	}
 	var s Segment
+	tags := 0
+	for _, l := range pk.Layers() {
+		q, ok := l.(*layers.Dot1Q)
+		if !ok {
+			continue
+		}
+		s.Via |= ViaVLAN
+		if tags == 0 && binary.BigEndian.Uint16(frame[12:]) == uint16(layers.EthernetTypeQinQ) {
+			s.Via = ViaQinQ
+		}
+		switch tags {
+		case 0:
+			s.VLAN = q.VLANIdentifier
+		case 1:
+			s.InnerVLAN = q.VLANIdentifier
+		}
+		tags++
+	}
 	switch ip := pk.NetworkLayer().(type) {
 	case *layers.IPv4:
 		src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
@@ -121,6 +140,7 @@ func reference(t *testing.T, frame []byte, first gopacket.LayerType) Segment {
 		s.IPHeaderLen = len(ip.Contents)
 		if hbh, ok := pk.Layer(layers.LayerTypeIPv6HopByHop).(*layers.IPv6HopByHop); ok {
 			s.IPHeaderLen += len(hbh.Contents)
+			s.Via |= ViaIPv6Ext
 		}
 	default:
 		t.Fatalf("gopacket network layer %T", ip)
@@ -166,6 +186,10 @@ func TestDecodeDifferential(t *testing.T) {
 		p := randPkt(r)
 		f := framings[r.IntN(len(framings))]
 		frame := f.wrap(t, p.raw(t))
+		var tagged Segment // what tags add to the description
+		if f.link == layers.LinkTypeEthernet && r.IntN(3) == 0 {
+			frame, tagged = tag(frame, r)
+		}
 		if r.IntN(4) == 0 {
 			frame = append(frame, make([]byte, 1+r.IntN(20))...) // padding, trailer
 		}
@@ -184,8 +208,30 @@ func TestDecodeDifferential(t *testing.T) {
 		if diff := cmp.Diff(want, got, cmpAddr); diff != "" {
 			t.Fatalf("packet %d (%s, %x): segment (-gopacket +Decode):\n%s", i, f.name, frame, diff)
 		}
-		if diff := cmp.Diff(p.want(), got, cmpAddr); diff != "" {
+		desc := p.want()
+		desc.Via |= tagged.Via
+		desc.VLAN, desc.InnerVLAN = tagged.VLAN, tagged.InnerVLAN
+		if diff := cmp.Diff(desc, got, cmpAddr); diff != "" {
 			t.Fatalf("packet %d (%s, %x): segment (-description +Decode):\n%s", i, f.name, frame, diff)
 		}
 	}
+}
+
+// tag inserts one 802.1Q tag, or an 802.1ad tag and an 802.1Q tag, into an
+// Ethernet frame, and returns the Via and VLAN IDs they stand for.
+func tag(frame []byte, r *rand.Rand) ([]byte, Segment) {
+	var s Segment
+	out := append([]byte(nil), frame[:12]...)
+	inner := uint16(r.IntN(4096))
+	if r.IntN(2) == 0 {
+		outer := uint16(r.IntN(4096))
+		out = binary.BigEndian.AppendUint16(out, uint16(layers.EthernetTypeQinQ))
+		out = binary.BigEndian.AppendUint16(out, outer|uint16(r.IntN(8))<<13)
+		s.Via, s.VLAN, s.InnerVLAN = ViaQinQ|ViaVLAN, outer, inner
+	} else {
+		s.Via, s.VLAN = ViaVLAN, inner
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(layers.EthernetTypeDot1Q))
+	out = binary.BigEndian.AppendUint16(out, inner|uint16(r.IntN(8))<<13)
+	return append(out, frame[12:]...), s
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -20,6 +21,8 @@ var fuzzLinks = [...]struct {
 	{layers.LinkTypeEthernet, 14},
 	{layers.LinkTypeLinuxSLL, 16},
 	{layers.LinkTypeLinuxSLL2, 20},
+	{layers.LinkTypeNull, 4},
+	{linkTypeCHDLC, 4},
 }
 
 // FuzzDecode decodes arbitrary bytes under one of the framings and, when
@@ -37,6 +40,12 @@ func FuzzDecode(f *testing.F) {
 		f.Add(byte(2), sll(f, c.p.raw(f)))
 		f.Add(byte(3), sll2(f, c.p.raw(f)))
 	}
+	tcp4 := decodeCase(f, "v4 PSH+ACK with timestamps and payload").raw(f)
+	tcp6 := decodeCase(f, "v6 PSH+ACK payload").raw(f)
+	f.Add(byte(1), deepTags(f, tcp4, 2))
+	f.Add(byte(0), ip4Of(f, layers.IPProtocolGRE, gopacket.Payload(append([]byte{0, 0, 0x65, 0x58}, ethernet(f, tcp6)...))))
+	f.Add(byte(0), ip6Of(f, layers.IPProtocolUDP, &layers.UDP{SrcPort: 1, DstPort: 4789}, gopacket.Payload(append(make([]byte, 8), ethernet(f, tcp4)...))))
+	f.Add(byte(4), append([]byte{2, 0, 0, 0}, tcp4...))
 	var decs [len(fuzzLinks)]*Decoder
 	for i, l := range fuzzLinks {
 		decs[i] = newDecoder(f, l.link)
@@ -47,6 +56,20 @@ func FuzzDecode(f *testing.F) {
 		var seg Segment
 		err := d.Decode(data, &seg)
 		if err != nil {
+			return
+		}
+		if seg.PayloadLen < 0 || seg.TCPHeaderLen < 20 || seg.TCPHeaderLen > 60 || seg.IPHeaderLen < 20 || seg.WindowScale < -1 || seg.WindowScale > 14 {
+			t.Fatalf("lengths out of range: %+v", seg)
+		}
+		if seg.Via&(ViaVLAN|ViaQinQ|ViaMPLS|ViaLLC|ViaPPPoE) != 0 || seg.Via.Tunnelled() {
+			// The IP header is not at a fixed offset: a rewrite must
+			// refuse a tunnelled segment and leave the bytes alone.
+			if seg.Via.Tunnelled() {
+				c := bytes.Clone(data)
+				if SetFlags(c, &seg, ^seg.Flags) == nil || FixChecksums(c, &seg) == nil || !bytes.Equal(c, data) {
+					t.Fatal("a tunnelled segment was rewritten")
+				}
+			}
 			return
 		}
 		ip := data[l.hlen:]
@@ -66,7 +89,7 @@ func FuzzDecode(f *testing.F) {
 		// Fix checksums on a copy: only the checksum fields change, and
 		// the result verifies. A packet cut short is refused untouched.
 		c := bytes.Clone(ip)
-		cut := ipLength(ip) > len(ip)
+		cut := ipLength(ip) > len(ip) || seg.Via&(ViaFragment|ViaZeroLength) != 0
 		err = FixChecksums(c, &seg)
 		if cut {
 			if err == nil {
@@ -132,10 +155,10 @@ func checkSegment(t *testing.T, ip []byte, seg *Segment) {
 	switch {
 	case v4 && ihl != int(ip[0]&0x0f)*4:
 		t.Fatalf("IPHeaderLen %d, IHL says %d", ihl, int(ip[0]&0x0f)*4)
-	case !v4 && (ip[0]>>4 != 6 || ihl < 40 || (ihl != 40) != (ip[6] == 0)):
+	case !v4 && (ip[0]>>4 != 6 || ihl < 40 || (ihl != 40) != (ip[6] != 6) || (ihl != 40) != (seg.Via&ViaIPv6Ext != 0)):
 		t.Fatalf("IPv6 IPHeaderLen %d with next header %d", ihl, ip[6])
 	}
-	if seg.IPHeaderLen+seg.TCPHeaderLen+seg.PayloadLen != ipLength(ip) {
+	if seg.Via&ViaZeroLength == 0 && seg.IPHeaderLen+seg.TCPHeaderLen+seg.PayloadLen != ipLength(ip) {
 		t.Fatalf("IPHeaderLen %d + TCPHeaderLen %d + PayloadLen %d != IP length %d", seg.IPHeaderLen, seg.TCPHeaderLen, seg.PayloadLen, ipLength(ip))
 	}
 	if ipLength(ip) == len(ip) && seg.IPHeaderLen+seg.TCPHeaderLen+seg.PayloadLen != len(ip) {
@@ -149,7 +172,7 @@ func checkSegment(t *testing.T, ip []byte, seg *Segment) {
 	ttl := ip[8]
 	if v4 {
 		src, dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
-		if ip[9] != 6 || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+		if ip[9] != 6 || binary.BigEndian.Uint16(ip[6:8])&0x1fff != 0 || (binary.BigEndian.Uint16(ip[6:8])&0x2000 != 0) != (seg.Via&ViaFragment != 0) {
 			t.Fatalf("decoded protocol %d, fragment field %#04x", ip[9], binary.BigEndian.Uint16(ip[6:8]))
 		}
 	} else {
@@ -169,6 +192,7 @@ func checkSegment(t *testing.T, ip []byte, seg *Segment) {
 		TTL:          ttl,
 		IPHeaderLen:  ihl,
 		TCPHeaderLen: int(tcp[12]>>4) * 4,
+		Via:          seg.Via & (ViaIPv6Ext | ViaFragment | ViaZeroLength),
 	}
 	if diff := cmp.Diff(want, *seg, cmpAddr); diff != "" {
 		t.Fatalf("segment against the bytes (-bytes +decoded):\n%s", diff)

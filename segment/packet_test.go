@@ -157,6 +157,7 @@ func (p pkt) want() Segment {
 		s.IPHeaderLen = (s.IPHeaderLen + 3) &^ 3
 	} else if p.hbh {
 		s.IPHeaderLen += len(hbhHeader)
+		s.Via |= ViaIPv6Ext
 	}
 	for _, o := range p.opts {
 		switch o.OptionType {

@@ -65,6 +65,9 @@ func StripOptions(pkt []byte, seg *Segment) error {
 // included, inside pkt and after at least a minimal IP header, so that a
 // rewrite never lands in the IP header of a mismatched packet.
 func checkTCPHeader(pkt []byte, seg *Segment) error {
+	if seg.Via&notRewritable != 0 {
+		return errNotRewritable
+	}
 	if seg.IPHeaderLen < 20 || seg.TCPHeaderLen < 20 || seg.TCPHeaderLen > 60 {
 		return errMismatch
 	}

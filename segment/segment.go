@@ -24,6 +24,14 @@ type Segment struct {
 	IPHeaderLen int
 	// TCPHeaderLen is the TCP header length with options.
 	TCPHeaderLen int
+	// Via says what the packet came through to reach its TCP header:
+	// VLAN tags, tunnels, extension headers, a first fragment, a length
+	// taken from the frame. When Via.Tunnelled, IPHeaderLen is the inner
+	// IP header's and the rewrite functions refuse the packet.
+	Via Via
+	// VLAN and InnerVLAN are the VLAN IDs of the first (outer) and second
+	// tags when Via has ViaVLAN or ViaQinQ, else 0.
+	VLAN, InnerVLAN uint16
 }
 
 // SeqLen returns the sequence space the segment occupies: its payload plus
