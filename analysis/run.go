@@ -3,11 +3,13 @@ package analysis
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -34,7 +36,7 @@ const RunFile = "run.yaml"
 // experiment, and ignores every other key.
 func ReadRun(dir string) (*RunInfo, error) {
 	path := filepath.Join(dir, RunFile)
-	b, err := os.ReadFile(path)
+	b, err := readSmallFile(path, maxRunFile)
 	if err != nil {
 		return nil, fmt.Errorf("analysis: run metadata: %w", err)
 	}
@@ -58,6 +60,35 @@ func ReadRun(dir string) (*RunInfo, error) {
 		*dst = t
 	}
 	return ri, nil
+}
+
+// maxRunFile bounds run.yaml: a lab run writes a few kB.
+const maxRunFile = 1 << 20
+
+// readSmallFile reads a regular file of at most limit bytes. It opens
+// without waiting (a FIFO would wait for a writer) and refuses anything
+// else (a device such as /dev/zero never ends).
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (mode %s)", path, st.Mode())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: more than %d bytes", path, limit)
+	}
+	return b, nil
 }
 
 func parseRunTime(v any) (time.Time, error) {

@@ -1,16 +1,19 @@
 package rules
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/closeduel/closeduel/tcpstate"
 	"gopkg.in/yaml.v3"
@@ -77,6 +80,9 @@ type File struct {
 	// Expect holds the expect: section: what a lab run should show on
 	// each device.
 	Expect []Expectation
+	// Warnings are what Load found worth saying of a file it accepted (a
+	// file that others may write).
+	Warnings []string
 }
 
 // HasRoles reports whether the file names its hosts' roles.
@@ -104,19 +110,17 @@ var (
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
-// LoadFile reads, parses and validates the rule file at path. Errors are
-// *Error values (joined when there are several) that say FILE:LINE:COL.
+// LoadFile is Load of a regular file that no one can interrupt.
 func LoadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
-	}
-	return Parse(path, data)
+	return Load(context.Background(), path, LoadOptions{})
 }
 
 // Parse parses and validates a rule file's bytes; name is used in errors
-// and becomes File.Path.
+// and becomes File.Path. More than MaxFileBytes or MaxRules is an error.
 func Parse(name string, data []byte) (*File, error) {
+	if len(data) > MaxFileBytes {
+		return nil, &LimitError{File: name, Msg: fmt.Sprintf("%d bytes, more than the limit of %d for a rule file", len(data), MaxFileBytes)}
+	}
 	p := &parser{name: name}
 	sum := sha256.Sum256(data)
 	f := &File{Path: name, SHA256: hex.EncodeToString(sum[:])}
@@ -154,7 +158,7 @@ func (p *parser) file(root *yaml.Node, f *File) {
 			}
 		case "about":
 			if s, ok := p.str(e.v, "about"); ok {
-				f.About = strings.Join(strings.Fields(s), " ")
+				f.About = escapeText(strings.Join(strings.Fields(s), " "))
 			}
 		case "hosts":
 			p.hosts(e.v, f)
@@ -336,6 +340,10 @@ func (p *parser) rules(n *yaml.Node, f *File) {
 		p.errAt(n, "rules: expected a list of rules, found %s", found(n))
 		return
 	}
+	if len(n.Content) > MaxRules {
+		p.errAt(n, "rules: %d rules, more than the limit of %d for a rule file (every rule is tried on every packet)", len(n.Content), MaxRules)
+		return
+	}
 	names := map[string]bool{}
 	for _, rn := range n.Content {
 		rn = deref(rn)
@@ -404,4 +412,20 @@ func quoteName(s string) string {
 		return "(unnamed)"
 	}
 	return s
+}
+
+// escapeText makes free text from a file safe to print on a terminal: a
+// character that is not printable (ESC, NUL, a bidi override) becomes its
+// Go escape (\x1b, \x00, \u202e).
+func escapeText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r == ' ' || (unicode.IsPrint(r) && r != utf8.RuneError) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r) // '\x1b'
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,7 +92,7 @@ func analyzeAction(c *cli.Context) error {
 	if len(paths) == 0 {
 		return &exitError{code: 2, err: errors.New("analyze: give capture or log files, or --run DIR")}
 	}
-	r, err := analysis.Analyze(c.Context, cfg, paths)
+	r, err := untilDone(c.Context, func() (*analysis.Report, error) { return analysis.Analyze(c.Context, cfg, paths) })
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func analyzeOne(c *cli.Context, cfg analysis.Config, path string) (*analysis.Rep
 			return nil, err
 		}
 	}
-	return analysis.Analyze(c.Context, cfg, paths)
+	return untilDone(c.Context, func() (*analysis.Report, error) { return analysis.Analyze(c.Context, cfg, paths) })
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -145,4 +146,27 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("analyze: %w", err)
 	}
 	return nil
+}
+
+// untilDone returns fn's result, or ctx's error as soon as ctx is done
+// (SIGINT, SIGTERM) even when fn is blocked in a read that does not heed
+// ctx (a FIFO given as a capture): fn then goes on in the background and
+// is dropped when the process exits.
+func untilDone[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := fn()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("analyze: interrupted: %w", context.Cause(ctx))
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,22 +31,33 @@ is 1 when any file has an error.` + examples(
 		),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+			&cli.BoolFlag{Name: "allow-pipe", Usage: "read a FIFO or pipe too (a rule file is a regular file otherwise)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return &exitError{code: 2, err: errors.New("check: name at least one rule file (closeduel check FILE...)")}
 			}
-			return checkFiles(c.Args().Slice(), c.Bool("quiet"), c.App.Reader, c.App.Writer, c.App.ErrWriter)
+			return checkFiles(c.Context, c.Args().Slice(), checkOptions{quiet: c.Bool("quiet"), pipe: c.Bool("allow-pipe")}, c.App.Reader, c.App.Writer, c.App.ErrWriter)
 		},
 	}
 }
 
+// checkOptions are check's flags.
+type checkOptions struct {
+	quiet bool // print only errors
+	pipe  bool // FIFOs and pipes may be read
+}
+
 // checkFiles checks each file, printing descriptions to out and errors to
-// errOut, and returns an exitError with status 1 when any file failed.
-func checkFiles(args []string, quiet bool, in io.Reader, out, errOut io.Writer) error {
+// errOut, and returns an exitError with status 1 when any file failed. It
+// stops when ctx is done.
+func checkFiles(ctx context.Context, args []string, o checkOptions, in io.Reader, out, errOut io.Writer) error {
 	bad, shown := 0, 0
 	for _, arg := range args {
-		f, err := loadRuleFile(arg, in)
+		f, err := loadRuleFile(ctx, arg, in, o.pipe)
+		if ctx.Err() != nil {
+			return fmt.Errorf("check: interrupted: %w", err)
+		}
 		if err != nil {
 			bad++
 			if errs := rules.Errors(err); len(errs) > 0 {
@@ -57,7 +69,10 @@ func checkFiles(args []string, quiet bool, in io.Reader, out, errOut io.Writer) 
 			}
 			continue
 		}
-		if quiet {
+		for _, w := range f.Warnings {
+			fmt.Fprintln(errOut, "warning:", w)
+		}
+		if o.quiet {
 			continue
 		}
 		if shown > 0 {
@@ -77,11 +92,11 @@ func checkFiles(args []string, quiet bool, in io.Reader, out, errOut io.Writer) 
 
 // loadRuleFile loads a path, "-" (standard input), or a shipped
 // experiment's name when no such file exists.
-func loadRuleFile(arg string, in io.Reader) (*rules.File, error) {
+func loadRuleFile(ctx context.Context, arg string, in io.Reader, pipe bool) (*rules.File, error) {
 	if arg == "-" {
-		data, err := io.ReadAll(in)
+		data, err := rules.ReadLimited(ctx, "stdin", in)
 		if err != nil {
-			return nil, fmt.Errorf("check: standard input: %w", err)
+			return nil, err
 		}
 		return rules.Parse("stdin", data)
 	}
@@ -92,5 +107,5 @@ func loadRuleFile(arg string, in io.Reader) (*rules.File, error) {
 			}
 		}
 	}
-	return rules.LoadFile(arg)
+	return rules.Load(ctx, arg, rules.LoadOptions{AllowPipe: pipe})
 }

@@ -131,10 +131,11 @@ func labAction(c *cli.Context) error {
 		cfg.Sysctls[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	if !c.Bool("no-inline") {
-		f, err := loadRules(cfg.Rules)
+		f, err := loadRules(c.Context, cfg.Rules, false)
 		if err != nil {
 			return bad(err)
 		}
+		warnRules(logger(c), f)
 		// The seed in run.yaml is the one the rules draw from: --seed
 		// overrides the rule file's, and a file without one gets the
 		// run's.

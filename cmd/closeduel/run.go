@@ -46,6 +46,7 @@ Operational messages go to standard error through the log (--log-format,
 			&cli.StringSliceFlag{Name: "host", EnvVars: []string{"CLOSEDUEL_HOSTS"}, Usage: "queue only TCP between these addresses or prefixes (repeat, or comma-separated in the variable; default: the rule file's hosts, else all)"},
 			&cli.StringFlag{Name: "netns", EnvVars: []string{"CLOSEDUEL_NETNS"}, Usage: "run in this named network namespace (as ip netns lists it)"},
 			&cli.StringFlag{Name: "rules", EnvVars: []string{"CLOSEDUEL_RULES"}, Usage: "rule file, or the name of a shipped experiment (closeduel rules lists them), driving the verdicts (default: observe and track only)"},
+			&cli.BoolFlag{Name: "allow-pipe", EnvVars: []string{"CLOSEDUEL_ALLOW_PIPE"}, Usage: "let --rules be a FIFO or pipe (read to its end at each start and reload; a rule file is a regular file otherwise)"},
 			&cli.StringFlag{Name: "control", EnvVars: []string{"CLOSEDUEL_CONTROL"}, Usage: "control socket for closeduel ctl (default /run/closeduel/queue-N.sock; \"off\" for none)"},
 			&cli.StringFlag{Name: "log", EnvVars: []string{"CLOSEDUEL_LOG"}, Usage: "JSON Lines verdict log to write"},
 			&cli.StringFlag{Name: "pcap", EnvVars: []string{"CLOSEDUEL_PCAP"}, Usage: "pcapng capture to write, with the verdict as each packet's comment"},
@@ -60,6 +61,7 @@ Operational messages go to standard error through the log (--log-format,
 				Bridge:   c.String("bridge"),
 				NetNS:    c.String("netns"),
 				Rules:    c.String("rules"),
+				Pipe:     c.Bool("allow-pipe"),
 				Control:  c.String("control"),
 				LogPath:  c.String("log"),
 				PcapPath: c.String("pcap"),
@@ -90,6 +92,7 @@ type runOptions struct {
 	Hosts             []netip.Prefix
 	NetNS             string
 	Rules             string
+	Pipe              bool // the rule file may be a FIFO or pipe
 	Control           string
 	LogPath, PcapPath string
 	SnapLen           int
@@ -114,7 +117,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	if o.Hook != "bridge" && o.Hook != "none" {
 		return fmt.Errorf("run: --hook %q: want bridge or none", o.Hook)
 	}
-	ruleFile, err := loadRules(o.Rules)
+	ruleFile, err := loadRules(ctx, o.Rules, o.Pipe)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
@@ -122,6 +125,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		// Said once: a reload does not repeat it.
 		fmt.Fprintf(out, "note: %s: the lab: and expect: sections are closeduel lab's; run ignores them\n", ruleFile.Path)
 	}
+	warnRules(log, ruleFile)
 	decider := rules.NewDecider(ruleFile, rules.Options{})
 	if len(o.Hosts) == 0 {
 		o.Hosts = ruleHosts(ruleFile)
@@ -170,7 +174,11 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		}
 	}
 
-	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, out: out}
+	// A reload waits at most until shutdown: reloadCtx ends first thing
+	// then (deferred last), before the control server waits for its
+	// commands.
+	reloadCtx, cancelReload := context.WithCancelCause(context.Background())
+	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, pipe: o.Pipe, log: log, ctx: reloadCtx}
 	var ctlServer *control.Server
 	path := o.Control
 	if path == "" {
@@ -183,6 +191,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 			defer ctlServer.Close()
 		}
 	}
+	defer cancelReload(errors.New("the run is stopping"))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -215,14 +224,19 @@ wait:
 			done <- runErr
 			break wait
 		case <-hup:
-			msg, err := ctl.reload()
-			if err != nil {
-				log.Error("SIGHUP: reload failed", "err", err)
-			} else {
-				log.Info("SIGHUP: " + msg)
-			}
+			// The reload reads a file: never in this loop, which must
+			// stay free to stop the run.
+			go func() {
+				msg, err := ctl.reload(reloadCtx)
+				if err != nil {
+					log.Error("SIGHUP: reload failed", "err", err)
+				} else {
+					log.Info("SIGHUP: " + msg)
+				}
+			}()
 		}
 	}
+	cancelReload(errors.New("the run is stopping"))
 
 	// Shutdown: the rule goes first so no new packet is queued, then the
 	// engine drains the queue and releases what it holds.
@@ -312,16 +326,24 @@ about: Track every bridged TCP connection and change nothing.
 rules: []
 `
 
-// loadRules loads a rule file, or a shipped experiment by name, or the
-// built-in observer when name is empty.
-func loadRules(name string) (*rules.File, error) {
+// loadRules loads a rule file (a regular file, or with pipe a FIFO or
+// pipe too), or a shipped experiment by name, or the built-in observer when
+// name is empty. It stops waiting when ctx is done.
+func loadRules(ctx context.Context, name string, pipe bool) (*rules.File, error) {
 	if name == "" {
 		return rules.Parse("(built-in observe)", []byte(builtinObserve))
 	}
 	if _, err := os.Stat(name); err != nil && !strings.ContainsAny(name, "/.") {
 		return rules.LoadLibrary(name)
 	}
-	return rules.LoadFile(name)
+	return rules.Load(ctx, name, rules.LoadOptions{AllowPipe: pipe})
+}
+
+// warnRules logs the warnings of a loaded rule file.
+func warnRules(log *slog.Logger, f *rules.File) {
+	for _, w := range f.Warnings {
+		log.Warn("rule file: " + w)
+	}
 }
 
 // ruleHosts returns the addresses of every role of the file.
@@ -340,22 +362,28 @@ type controller struct {
 	engine  *nfq.Engine
 	vlog    *verdictlog.Writer
 	path    string // the rule file to reload; "" for the built-in observer
-	out     io.Writer
-	mu      sync.Mutex // one reload at a time
+	pipe    bool   // path may be a FIFO or pipe
+	log     *slog.Logger
+	ctx     context.Context // ends every reload's wait (set by runInline)
+	mu      sync.Mutex      // one reload at a time
 }
 
 // reload re-reads the rule file; a file that fails to validate leaves the
-// rules in force.
-func (c *controller) reload() (string, error) {
-	c.mu.Lock()
+// rules in force. It gives up when ctx is done, and refuses while another
+// reload is under way (a FIFO waiting for its writer).
+func (c *controller) reload(ctx context.Context) (string, error) {
+	if !c.mu.TryLock() {
+		return "", errors.New("a reload is already under way (waiting for its file); the old rules stay in force")
+	}
 	defer c.mu.Unlock()
 	if c.path == "" {
 		return "", errors.New("no rule file to reload (run was started without --rules)")
 	}
-	f, err := loadRules(c.path)
+	f, err := loadRules(ctx, c.path, c.pipe)
 	if err != nil {
 		return "", fmt.Errorf("the old rules stay in force: %w", err)
 	}
+	warnRules(c.log, f)
 	c.decider.Reload(f)
 	if c.vlog != nil {
 		c.vlog.RulesLoaded(time.Now(), f.Path, f.SHA256, f.Experiment)
@@ -379,7 +407,7 @@ func (c *controller) handle(args []string) (string, error) {
 		}
 		return fmt.Sprintf("rule %s %sd", args[1], args[0]), nil
 	case "reload":
-		return c.reload()
+		return c.reload(c.ctx)
 	case "rules", "status":
 		var b strings.Builder
 		f := c.decider.File()
@@ -399,16 +427,4 @@ func (c *controller) handle(args []string) (string, error) {
 		return b.String(), nil
 	}
 	return "", fmt.Errorf("unknown command %q: want enable RULE, disable RULE, reload, rules or status", args[0])
-}
-
-// ruleInfo is what a run directory records of the rules in force.
-type ruleInfo struct{ sha256, experiment string }
-
-// loadDecider loads the rules (see loadRules) and returns their Decider.
-func loadDecider(name string) (nfq.Decider, ruleInfo, error) {
-	f, err := loadRules(name)
-	if err != nil {
-		return nil, ruleInfo{}, err
-	}
-	return rules.NewDecider(f, rules.Options{}), ruleInfo{sha256: f.SHA256, experiment: f.Experiment}, nil
 }

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRuleFilesThatAreNotRegularAreRefused: a symlink to /dev/zero made
+// check grow without bound, a FIFO made it wait for ever.
+func TestRuleFilesThatAreNotRegularAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	zero := filepath.Join(dir, "zero.yaml")
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", zero}, "rules: " + zero + ": not a regular file (a character device); a rule file must be one\n"},
+		{[]string{"check", fifo}, "rules: " + fifo + ": not a regular file (a FIFO); a rule file must be one (to read a pipe, ask for it: --allow-pipe)\n"},
+	} {
+		done := make(chan struct{})
+		var errOut string
+		var err error
+		go func() {
+			_, errOut, err = runCmd(t, "", tc.args...)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q did not return within 10 s", tc.args)
+		}
+		if exitCode(err) != 1 || errOut != tc.want {
+			t.Errorf("%q: %v, stderr %q\nwant %q", tc.args, err, errOut, tc.want)
+		}
+	}
+}
+
+func TestAnalyzeRefusesARunYamlThatIsADevice(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "run.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "verdicts.jsonl"), nil, 0o644)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := runCmd(t, "", "analyze", "--run", dir)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "run.yaml: not a regular file") {
+			t.Errorf("analyze --run: %v; want not a regular file", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("analyze --run did not return within 10 s")
+	}
+}
+
+// TestBlockingReadsEndOnSIGINT: check and analyze reading a FIFO no one
+// writes ignored SIGINT and SIGTERM.
+func TestBlockingReadsEndOnSIGINT(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that opens and never writes: reads block, not the open.
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		sig  syscall.Signal
+	}{
+		{"check --allow-pipe, SIGINT", []string{"check", "--allow-pipe", fifo}, syscall.SIGINT},
+		{"check -, SIGTERM", []string{"check", "-"}, syscall.SIGTERM},
+		{"analyze, SIGINT", []string{"analyze", fifo}, syscall.SIGINT},
+		{"analyze, SIGTERM", []string{"analyze", fifo}, syscall.SIGTERM},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin, tc.args...)
+			if tc.args[len(tc.args)-1] == "-" {
+				r, err := os.Open(fifo)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				cmd.Stdin = r
+			}
+			var out syncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // blocked in its read by now
+			cmd.Process.Signal(tc.sig)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(out.String(), "interrupted") && !strings.Contains(out.String(), "stopped") {
+					t.Errorf("exit %v, output %q; want an error that says it was interrupted", err, out.String())
+				}
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("still running 5 s after the signal; output %q", out.String())
+			}
+		})
+	}
+}
