@@ -80,6 +80,11 @@ type Decision struct {
 	Modified bool
 	// Rewrote says in words what was rewritten (for the log).
 	Rewrote string
+	// LogDstPort, when non-zero, is the TCP destination port the
+	// recorder is shown instead of the one the packet leaves with: a
+	// port translation (mitigate's timewait-guard) logs both directions
+	// from the device's side.
+	LogDstPort uint16
 	// Duplicates sends this many copies of the packet after it, DupGap
 	// apart (the first copy DupGap after the original).
 	Duplicates int

@@ -80,13 +80,14 @@ type Engine struct {
 	pollFD [1]unix.PollFd
 	pollTS unix.Timespec
 
-	dec   *segment.Decoder
-	pkt   Packet
-	dcs   Decision
-	ev    Event
-	send  []byte
-	frame []byte
-	after []int32 // slots to send right after the next flush
+	dec    *segment.Decoder
+	pkt    Packet
+	dcs    Decision
+	ev     Event
+	logBuf []byte // the logged copy of a packet whose Decision asks for another port
+	send   []byte
+	frame  []byte
+	after  []int32 // slots to send right after the next flush
 
 	timed timedQueue
 	slots []slot
@@ -612,6 +613,16 @@ func (e *Engine) verdict(id uint32, v Verdict, modified bool, data []byte, origL
 	e.actions.add(d.Action)
 	if e.cfg.Recorder != nil {
 		e.ev = Event{Kind: EventVerdict, Arrived: arrived, Left: left, PacketID: id, Verdict: v, Decision: d, Data: data, OrigLen: origLen, Seg: *seg, TCP: tcp}
+		if d.LogDstPort != 0 && tcp {
+			// The verdict message holds its own copy of the packet: log a
+			// copy with the port the Decider asked for.
+			e.logBuf = append(e.logBuf[:0], data...)
+			if segment.SetDstPort(e.logBuf, &e.ev.Seg, d.LogDstPort) == nil && segment.FixChecksums(e.logBuf, &e.ev.Seg) == nil {
+				e.ev.Data = e.logBuf
+			} else {
+				e.ev.Seg = *seg
+			}
+		}
 		e.cfg.Recorder.Record(&e.ev)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/tcpstate"
@@ -36,6 +37,7 @@ type RuleStatus struct {
 type Decider struct {
 	cur      atomic.Pointer[ruleset]
 	tr       *tcpstate.Tracker
+	mit      *mitigate.Mitigator
 	maxConns int
 	sides    []connSide // by tracker slot
 	started  bool
@@ -106,6 +108,7 @@ func NewDecider(f *File, opts Options) *Decider {
 	d.tr = tcpstate.New(cfg)
 	d.maxConns = d.tr.Config().MaxConns
 	d.sides = make([]connSide, d.maxConns)
+	d.mit = mitigate.New(mitigate.Config{On: f.Mitigations, Slots: d.maxConns})
 	d.cur.Store(d.compile(f))
 	return d
 }
@@ -144,9 +147,45 @@ func (d *Decider) stackOf(a netip.AddrPort) tcpstate.Stack {
 
 // Reload swaps in a new file at once. The tracker keeps what it knows
 // about every connection; rule counters, hits, the random source and the
-// enabled flags start afresh from f. The tracker's own settings (msl,
-// idle, max-conns) stay those of the first file.
-func (d *Decider) Reload(f *File) { d.cur.Store(d.compile(f)) }
+// enabled flags start afresh from f, and the mitigations are switched as
+// its mitigations: section says. The tracker's own settings (msl, idle,
+// max-conns) stay those of the first file. It returns the mitigations it
+// switched.
+func (d *Decider) Reload(f *File) []MitigationSwitch {
+	d.cur.Store(d.compile(f))
+	var out []MitigationSwitch
+	for _, n := range mitigate.All() {
+		if on := f.Mitigations.Has(n); d.mit.Set(n, on) {
+			out = append(out, MitigationSwitch{Name: n.String(), On: on})
+		}
+	}
+	return out
+}
+
+// MitigationSwitch is one mitigation switched on or off.
+type MitigationSwitch struct {
+	Name string
+	On   bool
+}
+
+// SetMitigation switches the named mitigation on or off at once, without
+// touching the rules; it reports whether that changed anything.
+func (d *Decider) SetMitigation(name string, on bool) (bool, error) {
+	n, ok := mitigate.ParseName(name)
+	if !ok {
+		return false, fmt.Errorf("rules: no mitigation %q%s; the mitigations are %s", name, didYouMean(name, mitigate.Names()), strings.Join(mitigate.Names(), ", "))
+	}
+	if on && !d.cur.Load().file.HasRoles() {
+		return false, fmt.Errorf("rules: mitigation %s needs to know the client and the device: experiment %s has no hosts:", name, d.cur.Load().file.Experiment)
+	}
+	return d.mit.Set(n, on), nil
+}
+
+// Mitigations returns the mitigations switched on.
+func (d *Decider) Mitigations() mitigate.Set { return d.mit.On() }
+
+// MitigationStats returns the mitigations' counters.
+func (d *Decider) MitigationStats() *mitigate.Stats { return d.mit.Stats() }
 
 // File returns the file in force.
 func (d *Decider) File() *File { return d.cur.Load().file }
@@ -234,13 +273,18 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 	if !d.started {
 		d.started, d.start = true, now
 	}
+	side := mitigate.Side(from)
+	moved := d.mit.Translate(p.Data, seg, side, d.tr, now)
+	if moved.Acted {
+		dec.Modified = true
+	}
 	res := d.tr.Sent(seg, now)
 	c := res.Conn
-	side := &d.sides[res.Slot]
-	if side.id != c.ID {
-		*side = connSide{id: c.ID}
+	cs := &d.sides[res.Slot]
+	if cs.id != c.ID {
+		*cs = connSide{id: c.ID}
 	}
-	d.flush(side, now)
+	d.flush(cs, now)
 	dec.Conn = c.ID
 	if from >= 0 {
 		dec.Dir = dirNames[from]
@@ -248,14 +292,18 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 	v := view{seg: seg, res: &res, fromRole: from, elapsed: now.Sub(d.start)}
 
 	var release uint64
-	if side.holdKey != 0 && (side.release == nil || side.release.static(&v)) {
-		release = side.holdKey
+	if cs.holdKey != 0 && (cs.release == nil || cs.release.static(&v)) {
+		release = cs.holdKey
 		dec.ReleaseKey = release
-		side.holdKey, side.release = 0, nil
+		cs.holdKey, cs.release = 0, nil
 	}
 
 	var fired *liveRule
+	fix := d.mit.After(seg, &res, side, now)
 	for i := range rs.rules {
+		if fix.Acted {
+			break // the mitigation decides
+		}
 		r := &rs.rules[i]
 		if r.enabled.Load() && r.when.static(&v) && rs.admit(r, &res) {
 			fired = r
@@ -264,6 +312,20 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 	}
 	deliver, due, key := true, time.Time{}, uint64(0)
 	var in *inject
+	switch {
+	case fix.Acted:
+		dec.Rule, dec.Action = fix.By.String(), "drop"
+		if fix.Drop {
+			dec.Verdict = nfq.Drop
+			deliver = false
+		}
+		if fix.Inject {
+			dec.Action = "inject"
+			dec.AddInject(nfq.Inject{Template: fix.Template})
+		}
+	case moved.Acted:
+		dec.Rule, dec.Action, dec.Rewrote = moved.By.String(), "rewrite", moved.Rewrote
+	}
 	if fired != nil {
 		a := &fired.do
 		dec.Rule, dec.Action = fired.Name, a.kind.String()
@@ -287,13 +349,13 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 				deliver = false
 			}
 		case actHold:
-			if side.holdKey == 0 {
+			if cs.holdKey == 0 {
 				d.nextHold++
-				side.holdKey = d.nextHold
+				cs.holdKey = d.nextHold
 			}
-			side.release = a.release
-			dec.HoldKey, dec.Delay = side.holdKey, a.holdMax
-			deliver, due, key = false, now.Add(a.holdMax), side.holdKey
+			cs.release = a.release
+			dec.HoldKey, dec.Delay = cs.holdKey, a.holdMax
+			deliver, due, key = false, now.Add(a.holdMax), cs.holdKey
 		}
 	}
 	if in != nil && (in.before || !deliver) {
@@ -304,13 +366,16 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 	case deliver:
 		d.tr.Deliver(seg, c.ID, now)
 	case dec.Verdict != nfq.Drop:
-		d.defer_(side, pending{seg: *seg, id: c.ID, due: due, key: key}, now)
+		d.defer_(cs, pending{seg: *seg, id: c.ID, due: due, key: key}, now)
 	}
 	if release != 0 {
-		d.releaseHeld(side, release, now)
+		d.releaseHeld(cs, release, now)
 	}
 	if in != nil {
 		d.addInjects(dec, in, c, res.From, from)
+	}
+	if view := d.mit.Restore(p.Data, seg, &moved); view != 0 {
+		dec.Modified, dec.LogDstPort = true, view
 	}
 }
 

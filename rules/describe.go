@@ -15,6 +15,9 @@ import (
 // rule does: a scope line, then one line per rule, "NAME: sentence".
 func (f *File) Describe() []string {
 	out := []string{f.describeScope()}
+	if f.Mitigations != 0 {
+		out = append(out, "mitigations on: "+f.Mitigations.String())
+	}
 	if len(f.Rules) == 0 {
 		out = append(out, "no rules: every segment passes untouched and is only observed")
 	}

@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/tcpstate"
 	"gopkg.in/yaml.v3"
 )
@@ -70,6 +71,9 @@ type File struct {
 	// the tracker's default).
 	MSL, Idle time.Duration
 	MaxConns  int
+	// Mitigations are the middlebox mitigations switched on when the file
+	// is loaded (its mitigations: section).
+	Mitigations mitigate.Set
 	// Rules are the rules in file order; the first that matches a segment
 	// decides.
 	Rules []Rule
@@ -103,7 +107,7 @@ type Rule struct {
 // The keys of each mapping of the language, in documentation order. The
 // JSON Schema test checks rules/schema.json against these lists.
 var (
-	fileKeys    = []string{"experiment", "about", "hosts", "ports", "seed", "stacks", "tracker", "rules", "lab", "expect"}
+	fileKeys    = []string{"experiment", "about", "hosts", "ports", "seed", "stacks", "tracker", "mitigations", "rules", "lab", "expect"}
 	trackerKeys = []string{"msl", "idle", "max-conns"}
 	ruleKeys    = []string{"name", "enabled", "when", "do"}
 )
@@ -144,7 +148,7 @@ func (p *parser) file(root *yaml.Node, f *File) {
 	if !ok {
 		return
 	}
-	var rulesNode, roleUse *yaml.Node
+	var rulesNode, roleUse, mitUse *yaml.Node
 	have := map[string]bool{}
 	for _, e := range pairs {
 		have[e.key] = true
@@ -173,6 +177,10 @@ func (p *parser) file(root *yaml.Node, f *File) {
 			p.stacks(e.v, f)
 		case "tracker":
 			p.tracker(e.v, f)
+		case "mitigations":
+			if p.mitigations(e.v, f) {
+				mitUse = e.k
+			}
 		case "rules":
 			rulesNode = e.v
 		case "lab":
@@ -189,9 +197,36 @@ func (p *parser) file(root *yaml.Node, f *File) {
 	if roleUse != nil && !f.HasRoles() {
 		p.errAt(roleUse, "stacks: names roles, but the file has no hosts: saying which addresses play them")
 	}
+	if mitUse != nil && !f.HasRoles() {
+		p.errAt(mitUse, "mitigations: act on the client's and the device's segments, but the file has no hosts: saying which addresses play them")
+	}
 	if rulesNode != nil {
 		p.rules(rulesNode, f)
 	}
+}
+
+// mitigations parses the name → on|off mapping; it reports whether any
+// mitigation is switched on.
+func (p *parser) mitigations(n *yaml.Node, f *File) bool {
+	pairs, ok := p.mapping(n, "mitigations", mitigate.Names(), nil)
+	if !ok {
+		return false
+	}
+	for _, e := range pairs {
+		m, _ := mitigate.ParseName(e.key)
+		s, ok := p.scalar(e.v, "mitigations: "+e.key, "on or off")
+		if !ok {
+			continue
+		}
+		switch s {
+		case "on":
+			f.Mitigations = f.Mitigations.With(m, true)
+		case "off":
+		default:
+			p.errAt(e.v, "mitigations: %s: expected on or off, found %q", e.key, s)
+		}
+	}
+	return f.Mitigations != 0
 }
 
 // hosts parses the role → address mapping.

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
+
+	"github.com/closeduel/closeduel/mitigate"
 )
 
 // The shipped files are checked against rules/schema.json by an
@@ -145,6 +147,7 @@ func TestSchemaKnowsEveryKey(t *testing.T) {
 	}{
 		{"file", sorted(fileKeys), keys(sch.Properties)},
 		{"tracker", sorted(trackerKeys), keys(sch.Properties["tracker"].(map[string]any)["properties"].(map[string]any))},
+		{"mitigations", sorted(mitigate.Names()), keys(sch.Properties["mitigations"].(map[string]any)["properties"].(map[string]any))},
 		{"rule", sorted(ruleKeys), keys(sch.Defs["rule"].Properties)},
 		{"when", sorted(whenKeys), sorted(keys(sch.Defs["conditions"].Properties), keys(sch.Defs["when"].Properties))},
 		{"release", sorted(releaseKeys), keys(sch.Defs["conditions"].Properties)},

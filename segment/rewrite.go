@@ -1,6 +1,9 @@
 package segment
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // The rewrite functions change one field of pkt, a raw IP packet that seg
 // was decoded from, in place, and update seg to match. They do not fix the
@@ -74,5 +77,25 @@ func checkTCPHeader(pkt []byte, seg *Segment) error {
 	if len(pkt) < seg.IPHeaderLen+seg.TCPHeaderLen {
 		return errShort
 	}
+	return nil
+}
+
+// SetSrcPort sets the TCP source port.
+func SetSrcPort(pkt []byte, seg *Segment, port uint16) error {
+	if err := checkTCPHeader(pkt, seg); err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint16(pkt[seg.IPHeaderLen:], port)
+	seg.Src = netip.AddrPortFrom(seg.Src.Addr(), port)
+	return nil
+}
+
+// SetDstPort sets the TCP destination port.
+func SetDstPort(pkt []byte, seg *Segment, port uint16) error {
+	if err := checkTCPHeader(pkt, seg); err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint16(pkt[seg.IPHeaderLen+2:], port)
+	seg.Dst = netip.AddrPortFrom(seg.Dst.Addr(), port)
 	return nil
 }

@@ -39,6 +39,8 @@ func TestRewriteErrors(t *testing.T) {
 		{"SetAck", func(b []byte, s *Segment) error { return SetAck(b, s, 1) }},
 		{"SetWindow", func(b []byte, s *Segment) error { return SetWindow(b, s, 1) }},
 		{"StripOptions", StripOptions},
+		{"SetSrcPort", func(b []byte, s *Segment) error { return SetSrcPort(b, s, 1) }},
+		{"SetDstPort", func(b []byte, s *Segment) error { return SetDstPort(b, s, 1) }},
 	}
 	for _, c := range segs {
 		for _, op := range ops {
@@ -84,6 +86,48 @@ func TestStripOptionsBytes(t *testing.T) {
 		}
 		if seg.WindowScale != -1 || seg.MSS != 0 {
 			t.Errorf("%v: after StripOptions WindowScale %d MSS %d, want -1 and 0", p.src, seg.WindowScale, seg.MSS)
+		}
+	}
+}
+
+// TestSetPorts: the port setters change the two bytes of their port and
+// the Segment, and the packet decodes to the new ports with valid
+// checksums once FixChecksums ran.
+func TestSetPorts(t *testing.T) {
+	for _, p := range []pkt{
+		{src: cli4, dst: dev4, flags: SYN, ttl: 64, opts: linuxSYN(), payload: payload(3)},
+		{src: cli6, dst: dev6, flags: ACK, ttl: 64, hbh: true},
+	} {
+		b := p.raw(t)
+		dec := newDecoder(t, layers.LinkTypeRaw)
+		var seg Segment
+		if err := dec.Decode(b, &seg); err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Clone(b)
+		want[seg.IPHeaderLen], want[seg.IPHeaderLen+1] = 0xee, 0x48   // 61000
+		want[seg.IPHeaderLen+2], want[seg.IPHeaderLen+3] = 0x1f, 0x90 // 8080
+		if err := SetSrcPort(b, &seg, 61000); err != nil {
+			t.Fatal(err)
+		}
+		if err := SetDstPort(b, &seg, 8080); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, b); diff != "" {
+			t.Errorf("%v: bytes (-want +got):\n%s", p.src, diff)
+		}
+		if err := FixChecksums(b, &seg); err != nil {
+			t.Fatal(err)
+		}
+		var got Segment
+		if err := dec.Decode(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Src.Port() != 61000 || got.Dst.Port() != 8080 || seg.Src.Port() != 61000 || seg.Dst.Port() != 8080 {
+			t.Errorf("%v: decoded ports %d > %d, segment %d > %d, want 61000 > 8080", p.src, got.Src.Port(), got.Dst.Port(), seg.Src.Port(), seg.Dst.Port())
+		}
+		if !ChecksumsValid(b, &got) {
+			t.Errorf("%v: checksums invalid after FixChecksums", p.src)
 		}
 	}
 }
