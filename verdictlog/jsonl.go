@@ -190,6 +190,14 @@ func appendToggle(b []byte, c *control) []byte {
 	return appendEnd(b)
 }
 
+// appendMitigation encodes a mitigation record.
+func appendMitigation(b []byte, c *control) []byte {
+	b = appendHead(b, "mitigation", c.t)
+	b = appendStringField(b, "name", c.rule)
+	b = appendBoolField(b, "on", c.enabled)
+	return appendEnd(b)
+}
+
 // appendSummary encodes the closing record: the caller's counters under
 // their sorted names (keys holds them sorted), then the lost count.
 func appendSummary(b []byte, t int64, keys []string, fields map[string]uint64, lost uint64) []byte {

@@ -148,6 +148,7 @@ type Writer struct {
 type control struct {
 	pos        uint64
 	toggle     bool
+	mitigation bool // a mitigation record: rule is its name
 	t          int64
 	file       string
 	sha256     string
@@ -331,6 +332,12 @@ func (w *Writer) Toggled(t time.Time, rule string, enabled bool) {
 	w.addControl(control{toggle: true, t: t.UnixNano(), rule: rule, enabled: enabled})
 }
 
+// Mitigation logs that the named middlebox mitigation was switched on or
+// off at t, placed in the log like RulesLoaded's record.
+func (w *Writer) Mitigation(t time.Time, name string, on bool) {
+	w.addControl(control{mitigation: true, t: t.UnixNano(), rule: name, enabled: on})
+}
+
 func (w *Writer) addControl(c control) {
 	w.mu.Lock()
 	if w.closed {
@@ -473,7 +480,9 @@ func (w *Writer) writeControls(pos uint64) {
 	w.mu.Unlock()
 	for i := range w.sideOut {
 		c := &w.sideOut[i]
-		if c.toggle {
+		if c.mitigation {
+			w.line = appendMitigation(w.line[:0], c)
+		} else if c.toggle {
 			w.line = appendToggle(w.line[:0], c)
 		} else {
 			w.line = appendRules(w.line[:0], c)

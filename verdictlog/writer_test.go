@@ -30,7 +30,7 @@ var clock = t0.Add(-time.Second)
 const rulesSHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 // writeFixtures logs every fixture with a rules record first, a toggle
-// before the sixth event and a summary, and returns the two file names.
+// and a mitigation record before the sixth event and a summary, and returns the two file names.
 // It scribbles over each event's packet and decision after Record to
 // prove the Writer copied them.
 func writeFixtures(t *testing.T, fs []fixture) (jsonPath, pcapPath string, st Stats) {
@@ -46,6 +46,7 @@ func writeFixtures(t *testing.T, fs []fixture) (jsonPath, pcapPath string, st St
 	for i, f := range fs {
 		if i == 5 {
 			w.Toggled(t0.Add(6500*time.Microsecond), "dup-fin", false)
+			w.Mitigation(t0.Add(6600*time.Microsecond), "timewait-guard", true)
 		}
 		ev := f.ev
 		ev.Data = append([]byte(nil), f.ev.Data...)
@@ -120,7 +121,9 @@ func TestJSONRoundTrip(t *testing.T) {
 	for i, f := range fs {
 		if i == 5 {
 			want = append(want, map[string]any{"v": 1, "kind": "toggle", "t": int(t0.Add(6500 * time.Microsecond).UnixNano()),
-				"rule": "dup-fin", "enabled": false})
+				"rule": "dup-fin", "enabled": false},
+				map[string]any{"v": 1, "kind": "mitigation", "t": int(t0.Add(6600 * time.Microsecond).UnixNano()),
+					"name": "timewait-guard", "on": true})
 		}
 		want = append(want, f.json)
 	}

@@ -12,13 +12,14 @@ import (
 func ctlCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "ctl",
-		Usage:     "switch rules (mitigations) of a running closeduel run on or off, reload its rules, show its status",
-		ArgsUsage: "enable RULE | disable RULE | reload | rules | status",
+		Usage:     "switch rules and mitigations of a running closeduel run on or off, reload its rules, show its status",
+		ArgsUsage: "enable RULE | disable RULE | mitigation NAME on|off | reload | rules | status",
 		Description: `Sends one command to the control socket of a running "closeduel run" (the
 systemd unit's too: both default to /run/closeduel/queue-N.sock) and prints the
 answer. Switches are recorded in the run's verdict log.` + examples(
 			"closeduel ctl status",
 			"closeduel ctl disable drop-final-ack",
+			"closeduel ctl mitigation timewait-guard on",
 			"closeduel ctl --queue 3 reload",
 			"closeduel ctl --socket /run/closeduel/queue-7.sock rules",
 		),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/control"
+	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/rules"
 	"github.com/closeduel/closeduel/verdictlog"
@@ -143,6 +144,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		}
 		recorder = vlog
 		vlog.RulesLoaded(time.Now(), ruleFile.Path, ruleFile.SHA256, ruleFile.Experiment)
+		logMitigationsOn(vlog, decider)
 	}
 
 	engine, err := nfq.Open(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder})
@@ -203,7 +205,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	log.Info(fmt.Sprintf("closeduel %s: queue %d inline (%s), experiment %s", version, o.Queue, describeHook(o, hookCfg), ruleFile.Experiment),
 		"queue", o.Queue, "experiment", ruleFile.Experiment)
 	if ctlServer != nil {
-		log.Info(fmt.Sprintf("control: closeduel ctl --queue %d enable|disable RULE, reload, status", o.Queue), "socket", path)
+		log.Info(fmt.Sprintf("control: closeduel ctl --queue %d enable|disable RULE, mitigation NAME on|off, reload, status", o.Queue), "socket", path)
 	}
 
 	var timeout <-chan time.Time
@@ -384,11 +386,74 @@ func (c *controller) reload(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("the old rules stay in force: %w", err)
 	}
 	warnRules(c.log, f)
-	c.decider.Reload(f)
+	switched := c.decider.Reload(f)
+	now := time.Now()
 	if c.vlog != nil {
-		c.vlog.RulesLoaded(time.Now(), f.Path, f.SHA256, f.Experiment)
+		c.vlog.RulesLoaded(now, f.Path, f.SHA256, f.Experiment)
 	}
-	return fmt.Sprintf("reloaded %s (experiment %s, sha256 %s)", f.Path, f.Experiment, f.SHA256[:12]), nil
+	msg := fmt.Sprintf("reloaded %s (experiment %s, sha256 %s)", f.Path, f.Experiment, f.SHA256[:12])
+	for _, sw := range switched {
+		if c.vlog != nil {
+			c.vlog.Mitigation(now, sw.Name, sw.On)
+		}
+		msg += fmt.Sprintf("; mitigation %s %s", sw.Name, onOff(sw.On))
+	}
+	return msg, nil
+}
+
+// setMitigation switches a mitigation and logs the switch.
+func (c *controller) setMitigation(args []string) (string, error) {
+	if len(args) != 3 || (args[2] != "on" && args[2] != "off") {
+		return "", fmt.Errorf("usage: mitigation NAME on|off (mitigations: %s)", strings.Join(mitigate.Names(), ", "))
+	}
+	on := args[2] == "on"
+	changed, err := c.decider.SetMitigation(args[1], on)
+	if err != nil {
+		return "", err
+	}
+	if !changed {
+		return fmt.Sprintf("mitigation %s was %s already", args[1], args[2]), nil
+	}
+	if c.vlog != nil {
+		c.vlog.Mitigation(time.Now(), args[1], on)
+	}
+	return fmt.Sprintf("mitigation %s %s", args[1], args[2]), nil
+}
+
+// logMitigationsOn logs a mitigation record for each mitigation the
+// Decider starts with.
+func logMitigationsOn(vlog *verdictlog.Writer, d *rules.Decider) {
+	on := d.Mitigations()
+	now := time.Now()
+	for _, n := range mitigate.All() {
+		if on.Has(n) {
+			vlog.Mitigation(now, n.String(), true)
+		}
+	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// writeMitigations lists every mitigation, on or off, with what it did.
+func writeMitigations(b *strings.Builder, d *rules.Decider) {
+	on, st := d.Mitigations(), d.MitigationStats()
+	for _, n := range mitigate.All() {
+		var did string
+		switch n {
+		case mitigate.TimewaitGuard:
+			did = fmt.Sprintf("moved %d, segments rewritten %d, released %d, no room %d", st.Moved.Load(), st.Translated.Load(), st.Released.Load(), st.Full.Load())
+		case mitigate.FinalAckRepair:
+			did = fmt.Sprintf("answered %d, RSTs kept %d, ACKs kept %d", st.Repaired.Load(), st.KeptRSTs.Load(), st.KeptACKs.Load())
+		case mitigate.DuelQuench:
+			did = fmt.Sprintf("duels quenched %d, segments dropped %d", st.Quenched.Load(), st.QuenchDrops.Load())
+		}
+		fmt.Fprintf(b, "  %-3s %-28s %s\n", onOff(on.Has(n)), "mitigation "+n.String(), did)
+	}
 }
 
 // handle carries out one control command.
@@ -408,6 +473,8 @@ func (c *controller) handle(args []string) (string, error) {
 		return fmt.Sprintf("rule %s %sd", args[1], args[0]), nil
 	case "reload":
 		return c.reload(c.ctx)
+	case "mitigation":
+		return c.setMitigation(args)
 	case "rules", "status":
 		var b strings.Builder
 		f := c.decider.File()
@@ -419,6 +486,7 @@ func (c *controller) handle(args []string) (string, error) {
 			}
 			fmt.Fprintf(&b, "  %s %-28s %-10s hits %d\n", state, r.Name, r.Action, r.Hits)
 		}
+		writeMitigations(&b, c.decider)
 		if args[0] == "status" {
 			st := c.engine.Stats()
 			fmt.Fprintf(&b, "packets %d, accepted %d, dropped %d, held now %d, injected %d, duplicated %d\n",
@@ -426,5 +494,5 @@ func (c *controller) handle(args []string) (string, error) {
 		}
 		return b.String(), nil
 	}
-	return "", fmt.Errorf("unknown command %q: want enable RULE, disable RULE, reload, rules or status", args[0])
+	return "", fmt.Errorf("unknown command %q: want enable RULE, disable RULE, mitigation NAME on|off, reload, rules or status", args[0])
 }
