@@ -3,13 +3,16 @@
 
 GO ?= go
 # LAB_PACKAGES run the lab; TEST_PACKAGES add what the tests compare with
-# (tshark, the C anchor's library, headless Chromium for the HTML report).
+# (tshark, the C anchor's library, headless Chromium for the HTML report,
+# jq for the log's interop, systemd's systemd-analyze for the unit check).
 LAB_PACKAGES := iptables iproute2 ethtool tcpdump util-linux procps pkg-config gcc make liblwip-dev
-TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium
+TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium jq systemd
 BIN := bin/closeduel
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# DIST_FLAGS make reproducible static binaries with the version stamped.
+DIST_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
-.PHONY: deps-lab deps-test build lab test bench clean
+.PHONY: deps-lab deps-test promtool build lab test bench dist clean
 
 # deps-* install the Debian packages that are missing, and the Go modules.
 deps-lab: PACKAGES = $(LAB_PACKAGES)
@@ -25,6 +28,17 @@ deps-lab deps-test:
 	fi
 	$(GO) mod download
 
+# promtool checks the metrics' names (metrics tests). Debian ships it only
+# in the prometheus package (19 MB, with a server and a service), so only
+# promtool is taken out of that package, nothing is installed or started.
+promtool:
+	@command -v promtool >/dev/null || { \
+		d=$$(mktemp -d) && cd $$d && \
+		{ apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool && \
+		install -m 0755 usr/bin/promtool /usr/local/bin/promtool && echo "installed promtool from Debian's prometheus package"; \
+		s=$$?; rm -rf $$d; exit $$s; }
+
 build: deps-lab
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/closeduel
 
@@ -34,7 +48,7 @@ lab: build
 
 # test runs formatting and vet checks and every test, the real-kernel ones
 # included (they need root; without it they skip and say so).
-test: deps-test
+test: deps-test promtool dist
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
@@ -45,5 +59,20 @@ test: deps-test
 bench: deps-test build
 	./$(BIN) bench
 
+# dist cross-builds static binaries (CGO off) for linux/amd64, arm64 and
+# armv7 into dist/, with the version stamped, and checks the stamp and
+# that they are static. make test runs it (a warm build cache takes seconds).
+dist:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(DIST_FLAGS) -o dist/closeduel-$(VERSION)-linux-amd64 ./cmd/closeduel
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(DIST_FLAGS) -o dist/closeduel-$(VERSION)-linux-arm64 ./cmd/closeduel
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(DIST_FLAGS) -o dist/closeduel-$(VERSION)-linux-armv7 ./cmd/closeduel
+	@for f in dist/closeduel-$(VERSION)-linux-*; do \
+		$(GO) version -m $$f | grep -q 'CGO_ENABLED=0' || { echo "$$f: not a static (CGO_ENABLED=0) build"; exit 1; }; \
+	done
+	@v=$$(./dist/closeduel-$(VERSION)-linux-amd64 --version); \
+		[ "$$v" = "closeduel version $(VERSION)" ] || { echo "dist: --version says '$$v', want 'closeduel version $(VERSION)'"; exit 1; }
+	cd dist && sha256sum closeduel-$(VERSION)-linux-* > SHA256SUMS
+	@echo "dist: $(VERSION) for linux/amd64, linux/arm64, linux/armv7 in dist/"
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

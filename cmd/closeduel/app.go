@@ -38,7 +38,7 @@ func newApp() *cli.App {
 (CLOSEDUEL_ and the flag's name in capitals, as each flag's help says), which
 is how the systemd unit passes settings (packaging/closeduel.env).` + examples(
 			"closeduel lab",
-			"closeduel run --bridge br0 --host 192.168.100.1 --host 192.168.100.99",
+			"closeduel run --bridge br0 --host 192.168.100.1 --host 192.168.100.99 --metrics 127.0.0.1:9597",
 			"closeduel --log-format json --log-level debug run --bridge br0",
 		),
 		Flags:                logFlags(),

@@ -17,8 +17,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/closeduel/closeduel/analysis"
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/control"
+	"github.com/closeduel/closeduel/metrics"
 	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/rules"
@@ -54,6 +56,7 @@ Operational messages go to standard error through the log (--log-format,
 			&cli.IntFlag{Name: "snaplen", Value: verdictlog.DefaultSnapLen, EnvVars: []string{"CLOSEDUEL_SNAPLEN"}, Usage: "bytes of each packet kept in the pcapng"},
 			&cli.BoolFlag{Name: "force", EnvVars: []string{"CLOSEDUEL_FORCE"}, Usage: "overwrite existing log and capture files"},
 			&cli.DurationFlag{Name: "duration", EnvVars: []string{"CLOSEDUEL_DURATION"}, Usage: "stop after this long (default: until SIGINT/SIGTERM)"},
+			&cli.StringFlag{Name: "metrics", EnvVars: []string{"CLOSEDUEL_METRICS"}, Usage: "serve Prometheus metrics at http://ADDR/metrics, ADDR as host:port (default: no listener)"},
 		},
 		Action: func(c *cli.Context) error {
 			opts := runOptions{
@@ -69,6 +72,7 @@ Operational messages go to standard error through the log (--log-format,
 				SnapLen:  c.Int("snaplen"),
 				Force:    c.Bool("force"),
 				Duration: c.Duration("duration"),
+				Metrics:  c.String("metrics"),
 			}
 			for _, h := range c.StringSlice("host") {
 				p, err := parseHost(h)
@@ -99,6 +103,8 @@ type runOptions struct {
 	SnapLen           int
 	Force             bool
 	Duration          time.Duration
+	// Metrics is the address of the /metrics listener; "" for none.
+	Metrics string
 }
 
 func parseHost(s string) (netip.Prefix, error) {
@@ -147,6 +153,17 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		logMitigationsOn(vlog, decider)
 	}
 
+	var live *metrics.Live
+	switches := &metrics.Switches{}
+	if o.Metrics != "" {
+		live = metrics.NewLive(0, analysis.Config{})
+		if recorder != nil {
+			recorder = teeRecorder{recorder, live}
+		} else {
+			recorder = live
+		}
+	}
+
 	engine, err := nfq.Open(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder})
 	if err != nil {
 		if vlog != nil {
@@ -176,11 +193,35 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		}
 	}
 
+	if o.Metrics != "" {
+		src := metrics.Sources{
+			Engine: engine.Stats, Rules: decider.Rules, Tracker: decider.TrackerStats,
+			Live: live, Switches: switches, Version: version,
+		}
+		if vlog != nil {
+			src.Log = vlog.Stats
+		}
+		msrv, err := metrics.Serve(o.Metrics, metrics.NewRegistry(metrics.NewCollector(src)))
+		if err != nil {
+			errs := []error{fmt.Errorf("run: %w", err), hook.Remove(), engine.Close()}
+			if vlog != nil {
+				errs = append(errs, vlog.Close())
+			}
+			return errors.Join(errs...)
+		}
+		defer msrv.Close()
+		log.Info(fmt.Sprintf("metrics: http://%s/metrics", msrv.Addr()), "addr", msrv.Addr().String())
+		liveCtx, stopLive := context.WithCancel(context.Background())
+		liveDone := make(chan struct{})
+		go func() { live.Run(liveCtx, 0); close(liveDone) }()
+		defer func() { stopLive(); <-liveDone }()
+	}
+
 	// A reload waits at most until shutdown: reloadCtx ends first thing
 	// then (deferred last), before the control server waits for its
 	// commands.
 	reloadCtx, cancelReload := context.WithCancelCause(context.Background())
-	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, pipe: o.Pipe, log: log, ctx: reloadCtx}
+	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, pipe: o.Pipe, log: log, ctx: reloadCtx, switches: switches}
 	var ctlServer *control.Server
 	path := o.Control
 	if path == "" {
@@ -367,7 +408,9 @@ type controller struct {
 	pipe    bool   // path may be a FIFO or pipe
 	log     *slog.Logger
 	ctx     context.Context // ends every reload's wait (set by runInline)
-	mu      sync.Mutex      // one reload at a time
+	// switches counts rule and mitigation switches for the metrics.
+	switches *metrics.Switches
+	mu       sync.Mutex // one reload at a time
 }
 
 // reload re-reads the rule file; a file that fails to validate leaves the
@@ -416,6 +459,9 @@ func (c *controller) setMitigation(args []string) (string, error) {
 	}
 	if c.vlog != nil {
 		c.vlog.Mitigation(time.Now(), args[1], on)
+	}
+	if c.switches != nil {
+		c.switches.Switched("mitigation", args[1], args[2])
 	}
 	return fmt.Sprintf("mitigation %s %s", args[1], args[2]), nil
 }
@@ -470,6 +516,9 @@ func (c *controller) handle(args []string) (string, error) {
 		if c.vlog != nil {
 			c.vlog.Toggled(time.Now(), args[1], on)
 		}
+		if c.switches != nil {
+			c.switches.Switched("rule", args[1], onOff(on))
+		}
 		return fmt.Sprintf("rule %s %sd", args[1], args[0]), nil
 	case "reload":
 		return c.reload(c.ctx)
@@ -495,4 +544,14 @@ func (c *controller) handle(args []string) (string, error) {
 		return b.String(), nil
 	}
 	return "", fmt.Errorf("unknown command %q: want enable RULE, disable RULE, mitigation NAME on|off, reload, rules or status", args[0])
+}
+
+// teeRecorder hands every engine event to each recorder in turn.
+type teeRecorder []nfq.Recorder
+
+// Record implements nfq.Recorder.
+func (t teeRecorder) Record(ev *nfq.Event) {
+	for _, r := range t {
+		r.Record(ev)
+	}
 }
