@@ -71,6 +71,13 @@ type InputInfo struct {
 	Segments int `json:"segments"`
 	// Skipped counts records that were not TCP or did not decode.
 	Skipped int `json:"skipped"`
+	// SkippedBy splits Skipped by reason (captures): "not tcp", "cut by
+	// snap length", "malformed", "link type NAME (N) not decoded".
+	SkippedBy map[string]int `json:"skipped_by,omitempty"`
+	// Via counts the segments that came through each encapsulation or
+	// special case (segment.Via names: "vlan", "gre", "fragment", ...);
+	// plain segments are not counted here.
+	Via map[string]int `json:"via,omitempty"`
 	// Role is "packets" when the input supplies the segments, "verdicts"
 	// when a capture supplies them and this log only annotates.
 	Role string `json:"role"`
@@ -82,6 +89,14 @@ type InputInfo struct {
 }
 
 const maxWarnings = 5
+
+// skippedBy records n skipped records for a reason.
+func (in *InputInfo) skippedBy(reason string, n int) {
+	if in.SkippedBy == nil {
+		in.SkippedBy = make(map[string]int)
+	}
+	in.SkippedBy[reason] += n
+}
 
 func (in *InputInfo) warn(format string, args ...any) {
 	if len(in.Warnings) >= maxWarnings {

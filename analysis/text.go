@@ -27,6 +27,12 @@ func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 	for _, in := range r.Inputs {
 		ew.printf("input  %s (%s%s): %d records, %d segments, %d skipped, role %s\n",
 			in.Path, in.Format, optional(", ", in.LinkType), in.Records, in.Segments, in.Skipped, in.Role)
+		if len(in.SkippedBy) > 0 {
+			ew.printf("       skipped: %s\n", countList(in.SkippedBy))
+		}
+		if len(in.Via) > 0 {
+			ew.printf("       segments via: %s\n", countList(in.Via))
+		}
 		for _, wmsg := range in.Warnings {
 			ew.printf("       warning: %s\n", wmsg)
 		}
@@ -254,4 +260,26 @@ func (e *errWriter) Write(p []byte) (int, error) {
 
 func (e *errWriter) printf(format string, args ...any) {
 	fmt.Fprintf(e, format, args...)
+}
+
+// countList renders counts by name as "a 3, b 1", largest first.
+func countList(m map[string]int) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if m[names[i]] != m[names[j]] {
+			return m[names[i]] > m[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", n, m[n])
+	}
+	return b.String()
 }

@@ -44,6 +44,7 @@ type logSource struct {
 	opt     openOptions
 	line    int
 	strings map[string]string
+	buf     []byte // a line longer than the reader's buffer
 }
 
 func newLogSource(f *os.File, br *bufio.Reader, path string, index int, opt openOptions) *logSource {
@@ -60,10 +61,17 @@ func (s *logSource) close() error      { return s.f.Close() }
 
 func (s *logSource) next(ev *Event) error {
 	for {
-		raw, err := s.br.ReadBytes('\n')
+		raw, err := s.readLine()
 		if len(raw) == 0 && err != nil {
 			if errors.Is(err, io.EOF) {
 				return io.EOF
+			}
+			if errors.Is(err, errLongLine) {
+				s.line++
+				s.info.Records++
+				s.info.Skipped++
+				s.info.warn("line %d: %v: skipped", s.line, err)
+				continue
 			}
 			return fmt.Errorf("analysis: %s: line %d: %w", s.info.Path, s.line+1, err)
 		}
@@ -117,6 +125,38 @@ func (s *logSource) next(ev *Event) error {
 		}
 		s.info.Segments++
 		return nil
+	}
+}
+
+// errLongLine is a line longer than MaxLineSize.
+var errLongLine = fmt.Errorf("longer than the %d-octet limit for one line", MaxLineSize)
+
+// readLine returns the next line, without holding more than MaxLineSize
+// octets of it: a longer line is read to its end and dropped, and
+// errLongLine returned. The line is valid until the next call.
+func (s *logSource) readLine() ([]byte, error) {
+	s.buf = s.buf[:0]
+	for {
+		frag, err := s.br.ReadSlice('\n')
+		if len(s.buf)+len(frag) > MaxLineSize {
+			s.buf = s.buf[:0]
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = s.br.ReadSlice('\n')
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+			return nil, errLongLine
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			s.buf = append(s.buf, frag...)
+			continue
+		}
+		if len(s.buf) == 0 {
+			return frag, err // the common case: the line is in the reader's buffer
+		}
+		s.buf = append(s.buf, frag...)
+		return s.buf, err
 	}
 }
 

@@ -20,7 +20,9 @@ var ErrNotTCP = errors.New("segment: not a TCP segment")
 var (
 	errEmpty     = errors.New("segment: empty packet")
 	errVersion   = errors.New("segment: IP version is neither 4 nor 6")
-	errTruncated = errors.New("segment: truncated packet")
+	// ErrTruncated is returned (possibly wrapped) when the packet ends
+	// inside a header: a capture's snap length cut it, or it is malformed.
+	ErrTruncated = errors.New("segment: truncated packet")
 	// errLinkVersion is an IP header whose version is not the one the link
 	// header announced.
 	errLinkVersion = errors.New("segment: IP version differs from the link header's protocol")
@@ -147,7 +149,7 @@ func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 		return d.ethernet(pkt, 0, limit, seg)
 	case linkSLL:
 		if len(pkt) < 16 {
-			return errTruncated
+			return ErrTruncated
 		}
 		if be.Uint16(pkt[4:]) > 8 {
 			return fmt.Errorf("%w: SLL address length %d", errLinkHeader, be.Uint16(pkt[4:]))
@@ -155,12 +157,12 @@ func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 		return d.etherType(pkt, 16, be.Uint16(pkt[14:]), limit, seg)
 	case linkSLL2:
 		if len(pkt) < 20 {
-			return errTruncated
+			return ErrTruncated
 		}
 		return d.etherType(pkt, 20, be.Uint16(pkt[0:]), limit, seg)
 	case linkNull, linkLoop:
 		if len(pkt) < 4 {
-			return errTruncated
+			return ErrTruncated
 		}
 		family := be.Uint32(pkt)
 		if d.link == linkNull && family > 0xffff {
@@ -177,7 +179,7 @@ func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 		return d.nflog(pkt, limit, seg)
 	case linkCHDLC:
 		if len(pkt) < 4 {
-			return errTruncated
+			return ErrTruncated
 		}
 		return d.etherType(pkt, 4, be.Uint16(pkt[2:]), limit, seg)
 	case linkPPP:
@@ -189,19 +191,19 @@ func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 // ethernet decodes an Ethernet header at off, with 802.3 LLC/SNAP.
 func (d *Decoder) ethernet(pkt []byte, off, limit int, seg *Segment) error {
 	if len(pkt) < off+14 {
-		return errTruncated
+		return ErrTruncated
 	}
 	typ := binary.BigEndian.Uint16(pkt[off+12:])
 	off += 14
 	if typ <= 1500 { // an 802.3 length: LLC follows
 		if len(pkt) < off+3 {
-			return errTruncated
+			return ErrTruncated
 		}
 		if pkt[off] != 0xaa || pkt[off+1] != 0xaa || pkt[off+2] != 3 {
 			return ErrNotTCP // spanning tree, NetBIOS, IPX and the like
 		}
 		if len(pkt) < off+8 {
-			return errTruncated
+			return ErrTruncated
 		}
 		d.via |= ViaLLC
 		typ = binary.BigEndian.Uint16(pkt[off+6:])
@@ -240,7 +242,7 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 			return d.ip(pkt, off, 6, limit, seg)
 		case etherDot1Q, etherDot1AD, etherQinQOld:
 			if len(pkt) < off+4 {
-				return errTruncated
+				return ErrTruncated
 			}
 			if typ == etherDot1Q {
 				d.via |= ViaVLAN
@@ -257,7 +259,7 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 			d.via |= ViaMPLS
 			for {
 				if len(pkt) < off+4 {
-					return errTruncated
+					return ErrTruncated
 				}
 				bottom := pkt[off+2]&1 != 0
 				off += 4
@@ -269,7 +271,7 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 				}
 			}
 			if len(pkt) <= off {
-				return errTruncated
+				return ErrTruncated
 			}
 			// No type field: guess from the first nibble, as Wireshark does.
 			switch pkt[off] >> 4 {
@@ -283,7 +285,7 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 			return ErrNotTCP
 		case etherPPPoE:
 			if len(pkt) < off+6 {
-				return errTruncated
+				return ErrTruncated
 			}
 			if pkt[off] != 0x11 || pkt[off+1] != 0 {
 				return ErrNotTCP // not a PPPoE session packet
@@ -304,18 +306,18 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 // one or two octets) at off.
 func (d *Decoder) ppp(pkt []byte, off, limit int, seg *Segment) error {
 	if len(pkt) < off+2 {
-		return errTruncated
+		return ErrTruncated
 	}
 	if pkt[off] == 0xff && pkt[off+1] == 0x03 {
 		off += 2
 		if len(pkt) < off+1 {
-			return errTruncated
+			return ErrTruncated
 		}
 	}
 	proto := uint16(pkt[off])
 	if proto&1 == 0 { // two-octet protocol field
 		if len(pkt) < off+2 {
-			return errTruncated
+			return ErrTruncated
 		}
 		proto = binary.BigEndian.Uint16(pkt[off:])
 		off++
@@ -333,7 +335,7 @@ func (d *Decoder) ppp(pkt []byte, off, limit int, seg *Segment) error {
 // nflog decodes a Linux NFLOG header and its TLVs to the payload TLV.
 func (d *Decoder) nflog(pkt []byte, limit int, seg *Segment) error {
 	if len(pkt) < 4 {
-		return errTruncated
+		return ErrTruncated
 	}
 	var version byte
 	switch pkt[0] {
@@ -365,7 +367,7 @@ func (d *Decoder) nflog(pkt []byte, limit int, seg *Segment) error {
 // announced one, 0 for raw IP.
 func (d *Decoder) ip(pkt []byte, off int, version byte, limit int, seg *Segment) error {
 	if len(pkt) <= off {
-		return errTruncated
+		return ErrTruncated
 	}
 	v := pkt[off] >> 4
 	if version != 0 && v != version {
@@ -416,14 +418,14 @@ func (d *Decoder) ipEnd(pkt []byte, off, length, limit int) int {
 func (d *Decoder) ip4(pkt []byte, off, limit int, seg *Segment) error {
 	b := pkt[off:]
 	if len(b) < 20 {
-		return errTruncated
+		return ErrTruncated
 	}
 	ihl := int(b[0]&0x0f) * 4
 	if ihl < 20 {
 		return errIHL
 	}
 	if len(b) < ihl {
-		return errTruncated
+		return ErrTruncated
 	}
 	length := int(binary.BigEndian.Uint16(b[2:]))
 	if length != 0 && length < ihl {
@@ -469,7 +471,7 @@ func (d *Decoder) ip4(pkt []byte, off, limit int, seg *Segment) error {
 func (d *Decoder) ip6(pkt []byte, off, limit int, seg *Segment) error {
 	b := pkt[off:]
 	if len(b) < 40 {
-		return errTruncated
+		return ErrTruncated
 	}
 	length := int(binary.BigEndian.Uint16(b[4:]))
 	next, hlen, jumbo := b[6], 40, 0
@@ -477,14 +479,14 @@ func (d *Decoder) ip6(pkt []byte, off, limit int, seg *Segment) error {
 		switch next {
 		case protoHopByHop, protoDstOpts, protoRouting, protoAH:
 			if len(b) < hlen+2 {
-				return errTruncated
+				return ErrTruncated
 			}
 			l := (int(b[hlen+1]) + 1) * 8
 			if next == protoAH {
 				l = (int(b[hlen+1]) + 2) * 4
 			}
 			if len(b) < hlen+l {
-				return errTruncated
+				return ErrTruncated
 			}
 			if next == protoHopByHop && length == 0 {
 				jumbo = jumboLength(b[hlen+2 : hlen+l])
@@ -494,7 +496,7 @@ func (d *Decoder) ip6(pkt []byte, off, limit int, seg *Segment) error {
 			hlen += l
 		case protoFragment:
 			if len(b) < hlen+8 {
-				return errTruncated
+				return ErrTruncated
 			}
 			fo := binary.BigEndian.Uint16(b[hlen+2:])
 			if fo&0xfff8 != 0 {
@@ -579,7 +581,7 @@ func (d *Decoder) tunnel(pkt []byte, off int, proto byte, end int, seg *Segment)
 		return d.ip(pkt, off, 6, end, seg)
 	case protoGRE:
 		if len(pkt) < off+4 {
-			return errTruncated
+			return ErrTruncated
 		}
 		flags, typ := be.Uint16(pkt[off:]), be.Uint16(pkt[off+2:])
 		hlen := 4
@@ -617,7 +619,7 @@ func (d *Decoder) tunnel(pkt []byte, off int, proto byte, end int, seg *Segment)
 			return d.ethernet(pkt, off, end, seg)
 		case etherERSPAN3:
 			if len(pkt) < off+12 {
-				return errTruncated
+				return ErrTruncated
 			}
 			if pkt[off+11]&1 != 0 { // platform-specific subheader
 				off += 8
@@ -627,19 +629,19 @@ func (d *Decoder) tunnel(pkt []byte, off int, proto byte, end int, seg *Segment)
 		return d.etherType(pkt, off, typ, end, seg)
 	case protoUDP:
 		if len(pkt) < off+8 {
-			return errTruncated
+			return ErrTruncated
 		}
 		switch be.Uint16(pkt[off+2:]) {
 		case portVXLAN:
 			if len(pkt) < off+16 {
-				return errTruncated
+				return ErrTruncated
 			}
 			d.via |= ViaVXLAN
 			return d.ethernet(pkt, off+16, end, seg)
 		case portGeneve:
 			g := off + 8
 			if len(pkt) < g+8 {
-				return errTruncated
+				return ErrTruncated
 			}
 			if pkt[g]>>6 != 0 {
 				return ErrNotTCP // a Geneve version this decoder does not know
@@ -656,18 +658,18 @@ func (d *Decoder) tunnel(pkt []byte, off int, proto byte, end int, seg *Segment)
 func (d *Decoder) tcp(pkt []byte, off, ihl, end int, seg *Segment) error {
 	t := pkt[off+ihl:]
 	if len(t) < 20 {
-		return errTruncated
+		return ErrTruncated
 	}
 	doff := int(t[12]>>4) * 4
 	if doff < 20 {
 		return errDataOffset
 	}
 	if len(t) < doff {
-		return errTruncated
+		return ErrTruncated
 	}
 	if off+ihl+doff > end {
 		if d.via&ViaCapped != 0 {
-			return errTruncated // the frame was shorter on the wire than the headers
+			return ErrTruncated // the frame was shorter on the wire than the headers
 		}
 		return errIPLength
 	}
