@@ -18,8 +18,8 @@ import (
 var ErrNotTCP = errors.New("segment: not a TCP segment")
 
 var (
-	errEmpty     = errors.New("segment: empty packet")
-	errVersion   = errors.New("segment: IP version is neither 4 nor 6")
+	errEmpty   = errors.New("segment: empty packet")
+	errVersion = errors.New("segment: IP version is neither 4 nor 6")
 	// ErrTruncated is returned (possibly wrapped) when the packet ends
 	// inside a header: a capture's snap length cut it, or it is malformed.
 	ErrTruncated = errors.New("segment: truncated packet")
