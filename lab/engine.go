@@ -32,6 +32,9 @@ type Engine struct {
 	Version string
 	// Queue is the NFQUEUE number (default DefaultQueue).
 	Queue uint16
+	// Mitigations names the middlebox mitigations the Decider starts with,
+	// for the verdict log.
+	Mitigations []string
 	// Summary, when set, turns the engine's final statistics into the
 	// verdict log's summary record.
 	Summary func(nfq.Snapshot) map[string]uint64
@@ -64,6 +67,9 @@ func (e *Engine) Start(ctx context.Context, env InlineEnv) error {
 	}
 	if e.Rules != "" {
 		vlog.RulesLoaded(time.Now(), e.Rules, e.RulesSHA256, e.Experiment)
+	}
+	for _, m := range e.Mitigations {
+		vlog.Mitigation(time.Now(), m, true)
 	}
 	var rec nfq.Recorder = vlog
 	if env.Observe != nil {
@@ -123,6 +129,34 @@ func (e *Engine) Stop() error {
 	errs = append(errs, e.vlog.Close())
 	e.engine = nil
 	return errors.Join(errs...)
+}
+
+// MitigationSwitcher is a Decider whose mitigations can be switched at
+// run time (rules.Decider).
+type MitigationSwitcher interface {
+	SetMitigation(name string, on bool) (changed bool, err error)
+}
+
+// SetMitigation switches a mitigation of the running Decider and records
+// the switch in the verdict log.
+func (e *Engine) SetMitigation(name string, on bool) error {
+	sw, ok := e.Decider.(MitigationSwitcher)
+	if !ok {
+		return fmt.Errorf("lab: the inline Decider has no mitigations")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.engine == nil {
+		return fmt.Errorf("lab: the engine is not running")
+	}
+	changed, err := sw.SetMitigation(name, on)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if changed {
+		e.vlog.Mitigation(time.Now(), name, on)
+	}
+	return nil
 }
 
 // teeRecorder hands every event to two recorders, the verdict log first.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/closeduel/closeduel/analysis"
 	"github.com/closeduel/closeduel/lab"
+	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/rules"
 )
 
@@ -30,6 +31,7 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 			"closeduel lab",
 			"closeduel lab --rules lost-final-ack --quiet 60s",
 			"closeduel lab --device linux --ports 40000-40001 --client-close eof --schedule 3x1s --experiment reuse-linux",
+			"closeduel lab --ab timewait-guard",
 		),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Value: "lwip", Usage: "lwip (Debian's lwIP on a tap) or linux (the control group)"},
@@ -56,6 +58,8 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 			&cli.Int64Flag{Name: "seed", Usage: "seed recorded in run.yaml and handed to the middlebox (default: from the clock)"},
 			&cli.StringFlag{Name: "name", Usage: "namespace name part (default l<pid>; namespaces are cd-<name>-client, ...)"},
 			&cli.BoolFlag{Name: "lab-summary", Usage: "report the analysis the run fed while it went on, without reading the run directory again"},
+			&cli.StringSliceFlag{Name: "mitigation", Usage: "switch this middlebox mitigation on for the run (repeat; " + strings.Join(mitigate.Names(), ", ") + ")"},
+			&cli.StringFlag{Name: "ab", Usage: "run the workload twice, without and with mitigation or endpoint fix `NAME`, and compare (alone: the experiment NAME targets)"},
 		},
 		Action: labAction,
 		Subcommands: []*cli.Command{
@@ -81,6 +85,9 @@ func labHelper(name, usage string) *cli.Command {
 func labAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return &exitError{code: 2, err: fmt.Errorf("lab: unexpected argument %q (flags only; see closeduel lab --help)", c.Args().First())}
+	}
+	if c.IsSet("ab") {
+		return labAB(c)
 	}
 	cfg := lab.Config{
 		Experiment: c.String("experiment"), RunsDir: c.String("runs"), Command: os.Args, Version: version,
@@ -148,11 +155,27 @@ func labAction(c *cli.Context) error {
 			cfg.Seed = time.Now().UnixNano()
 			f.Seed = uint64(cfg.Seed)
 		}
+		for _, name := range c.StringSlice("mitigation") {
+			n, ok := mitigate.ParseName(name)
+			if !ok {
+				return bad(fmt.Errorf("lab: --mitigation %q: no such mitigation; the mitigations are %s", name, strings.Join(mitigate.Names(), ", ")))
+			}
+			if !f.HasRoles() {
+				return bad(fmt.Errorf("lab: --mitigation %s needs a rule file with hosts: (--rules), to tell the client from the device", name))
+			}
+			f.Mitigations = f.Mitigations.With(n, true)
+		}
 		if cfg.Experiment == "" && cfg.Rules != "" && f.Experiment != "" {
 			cfg.Experiment = f.Experiment
 		}
+		var mits []string
+		for _, n := range mitigate.All() {
+			if f.Mitigations.Has(n) {
+				mits = append(mits, n.String())
+			}
+		}
 		cfg.Inline = &lab.Engine{Decider: rules.NewDecider(f, rules.Options{}), Rules: cfg.Rules, RulesSHA256: f.SHA256,
-			Experiment: f.Experiment, Version: version, Summary: summaryFields}
+			Experiment: f.Experiment, Version: version, Summary: summaryFields, Mitigations: mits}
 	}
 	if cfg.Experiment == "" && cfg.Rules != "" {
 		cfg.Experiment = strings.TrimSuffix(filepath.Base(cfg.Rules), filepath.Ext(cfg.Rules))
@@ -195,6 +218,9 @@ func analysisReport(ctx context.Context) func(io.Writer, *lab.Result) error {
 			if paths, err = analysis.RunInputs(r.Dir); err == nil {
 				var rep *analysis.Report
 				if rep, err = analysis.Analyze(ctx, acfg, paths); err == nil {
+					if err = writeFile(filepath.Join(r.Dir, "report.json"), func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
+						return err
+					}
 					if err = analysis.WriteText(w, rep, analysis.TextOptions{}); err == nil {
 						fmt.Fprintln(w)
 						return lab.WriteSummaryReport(w, r)
