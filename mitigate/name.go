@@ -56,7 +56,9 @@ var infos = [numNames]Info{
 			"and once the client's socket is gone it draws an RST; the repair answers the retransmitted FIN (or the RST) " +
 			"with the right ACK in the client's name, so the device reaches TIME-WAIT or CLOSED at once",
 		Experiment: "lost-final-ack",
-		LabArgs:    []string{"--schedule", "3x1s", "--quiet", "20s"},
+		// The client keeps no TIME-WAIT, so the retransmitted FIN meets a
+		// socket that is gone.
+		LabArgs: []string{"--schedule", "3x1s", "--quiet", "10s", "--sysctl", "net.ipv4.tcp_max_tw_buckets=0"},
 	},
 	{
 		Name: DuelQuench,

@@ -32,6 +32,7 @@ func analyzeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "write the report as JSON (schema " + analysis.SchemaVersion + ")"},
 			&cli.StringFlag{Name: "html", Usage: "also write a self-contained HTML report to `FILE`"},
 			&cli.StringFlag{Name: "run", Usage: "lab run `DIR`: read its run.yaml (workload_start, workload_end); with no FILE, analyse its captures and logs"},
+			&cli.BoolFlag{Name: "split", Usage: "also cut the run at its mitigation switches (the verdict log's mitigation records): figures per phase"},
 			&cli.BoolFlag{Name: "compare", Usage: "compare two runs or captures given as the two arguments A B"},
 			&cli.DurationFlag{Name: "duel-gap", Value: 30 * time.Second, Usage: "quiet time on a tuple that ends a duel"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 5 * time.Minute, Usage: "quiet time that ends an open connection"},
@@ -101,10 +102,55 @@ func analyzeAction(c *cli.Context) error {
 			return err
 		}
 	}
+	var split *analysis.Split
+	if c.Bool("split") {
+		if split, err = splitOf(r, paths); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
+		if split != nil {
+			return writeJSON(out, struct {
+				Report *analysis.Report `json:"report"`
+				Split  *analysis.Split  `json:"split"`
+			}{r, split})
+		}
 		return writeJSON(out, r)
 	}
-	return analysis.WriteText(out, r, analysis.TextOptions{MaxRows: c.Int("rows"), AllConnections: c.Bool("all")})
+	if err := analysis.WriteText(out, r, analysis.TextOptions{MaxRows: c.Int("rows"), AllConnections: c.Bool("all")}); err != nil || split == nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return analysis.WriteSplitText(out, split)
+}
+
+// splitOf cuts r at the mitigation switches of the JSON Lines logs among
+// paths.
+func splitOf(r *analysis.Report, paths []string) (*analysis.Split, error) {
+	var sw []analysis.Switch
+	for _, p := range paths {
+		if in := inputFormat(p); in != analysis.FormatJSONL {
+			continue
+		}
+		s, err := analysis.ReadSwitches(p)
+		if err != nil {
+			return nil, err
+		}
+		sw = append(sw, s...)
+	}
+	return analysis.SplitReport(r, sw), nil
+}
+
+// inputFormat detects a file's format from its first bytes.
+func inputFormat(path string) analysis.Format {
+	f, err := os.Open(path)
+	if err != nil {
+		return analysis.FormatUnknown
+	}
+	defer f.Close()
+	head := make([]byte, 16)
+	n, _ := io.ReadFull(f, head)
+	return analysis.DetectFormat(head[:n])
 }
 
 // analyzeOne analyses a file or a run directory for --compare.
