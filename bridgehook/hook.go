@@ -88,6 +88,68 @@ func (c Config) Describe() []string {
 	return out
 }
 
+// DescribeRemove returns the iptables commands that take out what
+// Describe's commands install (what Remove does).
+func (c Config) DescribeRemove() []string {
+	var out []string
+	for _, v6 := range []bool{false, true} {
+		bin := "iptables"
+		if v6 {
+			bin = "ip6tables"
+		}
+		if len(c.queueRules(v6)) == 0 {
+			continue
+		}
+		out = append(out,
+			bin+" -w -D "+joinArgs(c.jumpArgs()),
+			fmt.Sprintf("%s -w -F %s", bin, c.Chain()),
+			fmt.Sprintf("%s -w -X %s", bin, c.Chain()))
+	}
+	return out
+}
+
+// NftTable is the nftables table of DescribeNftables' rules.
+const NftTable = "closeduel"
+
+// DescribeNftables returns nft commands equivalent to Describe's rules, for
+// hosts whose firewall is native nftables. They need the kernel's nft
+// queue expression (CONFIG_NFT_QUEUE, module nft_queue), which iptables'
+// NFQUEUE target does not: `nft add rule` fails with "No such file or
+// directory" without it. remove takes them out again.
+func (c Config) DescribeNftables() (install, remove []string) {
+	chain := fmt.Sprintf("forward%d", c.Queue)
+	out := []string{
+		"nft add table inet " + NftTable,
+		fmt.Sprintf("nft add chain inet %s %s '{ type filter hook forward priority 0; policy accept; }'", NftTable, chain),
+	}
+	dev := ""
+	if c.Bridge != "" {
+		dev = fmt.Sprintf("iifname %s oifname %s ", c.Bridge, c.Bridge)
+	}
+	target := fmt.Sprintf("queue num %d bypass", c.Queue)
+	if len(c.Hosts) == 0 {
+		out = append(out, fmt.Sprintf("nft add rule inet %s %s %smeta l4proto tcp %s", NftTable, chain, dev, target))
+	}
+	for _, v6 := range []bool{false, true} {
+		fam := "ip"
+		if v6 {
+			fam = "ip6"
+		}
+		for _, r := range c.queueRules(v6) {
+			if len(c.Hosts) == 0 {
+				break
+			}
+			// r is CHAIN -p tcp -s A -d B -j NFQUEUE ...
+			out = append(out, fmt.Sprintf("nft add rule inet %s %s %s%s saddr %s %s daddr %s meta l4proto tcp %s",
+				NftTable, chain, dev, fam, r[4], fam, r[6], target))
+		}
+	}
+	return out, []string{
+		fmt.Sprintf("nft flush chain inet %s %s", NftTable, chain),
+		fmt.Sprintf("nft delete chain inet %s %s", NftTable, chain),
+	}
+}
+
 func joinArgs(args []string) string {
 	s := ""
 	for i, a := range args {

@@ -54,3 +54,31 @@ func TestDescribeListsTheRulesInstallRuns(t *testing.T) {
 		})
 	}
 }
+
+func TestDescribeRemoveAndNftables(t *testing.T) {
+	cfg := Config{Queue: 3, Bridge: "br0", Hosts: []netip.Prefix{
+		netip.MustParsePrefix("192.168.100.1/32"), netip.MustParsePrefix("192.168.100.99/32"),
+	}}
+	if diff := cmp.Diff([]string{
+		"iptables -w -D FORWARD -p tcp -m physdev --physdev-is-bridged -i br0 -o br0 -m comment --comment closeduel -j CLOSEDUEL-3",
+		"iptables -w -F CLOSEDUEL-3",
+		"iptables -w -X CLOSEDUEL-3",
+	}, cfg.DescribeRemove()); diff != "" {
+		t.Errorf("remove (-want +got):\n%s", diff)
+	}
+	install, remove := cfg.DescribeNftables()
+	if diff := cmp.Diff([]string{
+		"nft add table inet closeduel",
+		"nft add chain inet closeduel forward3 '{ type filter hook forward priority 0; policy accept; }'",
+		"nft add rule inet closeduel forward3 iifname br0 oifname br0 ip saddr 192.168.100.1/32 ip daddr 192.168.100.99/32 meta l4proto tcp queue num 3 bypass",
+		"nft add rule inet closeduel forward3 iifname br0 oifname br0 ip saddr 192.168.100.99/32 ip daddr 192.168.100.1/32 meta l4proto tcp queue num 3 bypass",
+		"nft flush chain inet closeduel forward3",
+		"nft delete chain inet closeduel forward3",
+	}, append(install, remove...)); diff != "" {
+		t.Errorf("nftables (-want +got):\n%s", diff)
+	}
+	all := Config{Queue: 7}
+	if got, _ := all.DescribeNftables(); got[2] != "nft add rule inet closeduel forward7 meta l4proto tcp queue num 7 bypass" {
+		t.Errorf("all TCP: %q", got[2])
+	}
+}

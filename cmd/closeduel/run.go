@@ -187,10 +187,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		if err := bridgehook.CheckBridgeNetfilter(o.NetNS); err != nil {
 			log.Warn("bridged traffic will not reach the rules", "err", err)
 		}
-		fmt.Fprintln(out, "--hook none: install rules like these yourself:")
-		for _, l := range hookCfg.Describe() {
-			fmt.Fprintln(out, "  "+l)
-		}
+		printHookRecipe(out, hookCfg)
 	}
 
 	if o.Metrics != "" {
@@ -302,6 +299,23 @@ wait:
 	}
 	printSummary(out, stats, time.Since(started), lost, vlog != nil)
 	return errors.Join(errs...)
+}
+
+// printHookRecipe writes the rules --hook none leaves to the user: the
+// iptables lines (for iptables-legacy the same with iptables-legacy and
+// ip6tables-legacy), how to remove them, and the nftables equivalent.
+func printHookRecipe(out io.Writer, cfg bridgehook.Config) {
+	section := func(title string, lines []string) {
+		fmt.Fprintln(out, title)
+		for _, l := range lines {
+			fmt.Fprintln(out, "  "+l)
+		}
+	}
+	section("--hook none: install rules like these yourself (with iptables-legacy, write iptables-legacy and ip6tables-legacy for iptables and ip6tables):", cfg.Describe())
+	section("remove them when the run is over:", cfg.DescribeRemove())
+	install, remove := cfg.DescribeNftables()
+	section("or with native nftables, where the kernel has the queue expression (nft_queue, CONFIG_NFT_QUEUE):", install)
+	section("and to remove those:", remove)
 }
 
 func describeHook(o runOptions, cfg bridgehook.Config) string {
