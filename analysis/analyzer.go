@@ -6,22 +6,40 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 )
 
 // Config sets the parameters of the definitions. The zero value means the
 // defaults.
 type Config struct {
-	// DuelGap ends a duel: a tuple quiet for longer ends it (default
-	// 30 s). A closed incarnation is kept this long after its last
-	// segment, to see what follows the close.
-	DuelGap time.Duration
+	// MaxBackoff is the longest a stack that still holds a connection
+	// waits before it sends again (its retransmission back-off; default
+	// 120 s, Linux's TCP_RTO_MAX, above lwIP's 96 s): a duel whose tuple
+	// stays quiet longer has ended.
+	MaxBackoff time.Duration
 	// IdleTimeout ends an incarnation that is not closed but has been
 	// quiet this long (default 5 min), as unfinished or half-open.
 	IdleTimeout time.Duration
+	// MSL is the maximum segment lifetime the tracker assumes (default
+	// 60 s): TIME-WAIT lasts 2·MSL unless TimeWait says otherwise for the
+	// stack, and a closed tuple is remembered 2·MSL after its last
+	// segment.
+	MSL time.Duration
+	// TimeWait is how long an endpoint of each stack holds TIME-WAIT
+	// (zero: 2·MSL, Linux 60 s).
+	TimeWait [tcpstate.NumStacks]time.Duration
+	// Stack says which stack the endpoint at an address runs (nil:
+	// RFC 9293 everywhere, TIME-WAIT 2·MSL).
+	Stack func(netip.AddrPort) tcpstate.Stack
+	// MaxTuples bounds the 4-tuples the analysis keeps state for (default
+	// 1<<20); when more are live, the least recently active is forgotten
+	// early, counted in Totals.EvictedTuples.
+	MaxTuples int
 	// MaxConnections bounds the rows of Report.Connections (default
 	// 5000); MaxDuels bounds Report.Duels (default 1000).
 	MaxConnections, MaxDuels int
@@ -29,12 +47,21 @@ type Config struct {
 	Run *RunInfo
 }
 
+// DefaultMaxTuples is Config.MaxTuples's default.
+const DefaultMaxTuples = 1 << 20
+
 func (c *Config) fill() {
-	if c.DuelGap <= 0 {
-		c.DuelGap = 30 * time.Second
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 120 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.MSL <= 0 {
+		c.MSL = tcpstate.DefaultMSL
+	}
+	if c.MaxTuples <= 0 {
+		c.MaxTuples = DefaultMaxTuples
 	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 5000
@@ -44,25 +71,30 @@ func (c *Config) fill() {
 	}
 }
 
-// tupleState is everything live about one 4-tuple.
+// tupleState is what the analysis adds to the tracker's state of one
+// 4-tuple: the incarnation's report layers and the duel running on it.
 type tupleState struct {
 	cur *conn
 	run *duelRun
 }
 
 // Analyzer turns a time-ordered stream of events into a Report. It is a
-// pure state machine: it does no I/O and reads no clock. It is not safe
-// for concurrent use.
+// pure state machine: it does no I/O and reads no clock. The TCP model is
+// package tcpstate's tracker, fed every segment (sent, then delivered
+// unless closeduel dropped it); the Analyzer builds its incarnations,
+// Wireshark's retransmission rules, histories and duels on it. It is not
+// safe for concurrent use.
 type Analyzer struct {
 	cfg       Config
-	gap, idle int64
-	tuples    map[tupleKey]*tupleState
+	backoff   int64
+	tr        *tcpstate.Tracker
+	tuples    []tupleState // by tracker slot
 	nextID    int
-	nextSweep int64
 	first     int64
 	last      int64
 	durations quantiles
 	report    Report
+	infer     workloadGuess
 	// notedPackets is set once a packet came with closeduel's note.
 	notedPackets bool
 	notable      int // rows kept past MaxConnections
@@ -75,18 +107,21 @@ type Analyzer struct {
 // NewAnalyzer returns an Analyzer with cfg's parameters.
 func NewAnalyzer(cfg Config) *Analyzer {
 	cfg.fill()
-	a := &Analyzer{
-		cfg:    cfg,
-		gap:    int64(cfg.DuelGap),
-		idle:   int64(cfg.IdleTimeout),
-		tuples: make(map[tupleKey]*tupleState),
-	}
+	a := &Analyzer{cfg: cfg, backoff: int64(cfg.MaxBackoff)}
+	a.tr = tcpstate.New(tcpstate.Config{
+		MaxConns: cfg.MaxTuples, Idle: cfg.IdleTimeout, MSL: cfg.MSL, TimeWait: cfg.TimeWait,
+		Stack: cfg.Stack, Grow: true, OnForget: a.forget,
+	})
+	tc := a.tr.Config()
 	a.report = Report{
 		Schema: SchemaVersion,
 		Run:    cfg.Run,
 		Settings: Settings{
-			DuelGap:        secondsOf(a.gap),
-			IdleTimeout:    secondsOf(a.idle),
+			MaxBackoff:     secondsOf(a.backoff),
+			IdleTimeout:    secondsOf(int64(cfg.IdleTimeout)),
+			MSL:            secondsOf(int64(tc.MSL)),
+			TimeWait:       secondsOf(int64(tc.TimeWait[tcpstate.RFC9293])),
+			MaxTuples:      cfg.MaxTuples,
 			MaxConnections: cfg.MaxConnections,
 			MaxDuels:       cfg.MaxDuels,
 		},
@@ -108,10 +143,6 @@ func (a *Analyzer) Add(e *Event) {
 	}
 	if a.first == 0 || e.Time < a.first {
 		a.first = e.Time
-	}
-	if a.last >= a.nextSweep {
-		a.sweep(a.last)
-		a.nextSweep = a.last + max(int64(time.Second), a.gap/10)
 	}
 	t := &a.report.Totals
 	if e.Kind == EventPacket && e.Note.Kind != NoteNone {
@@ -135,12 +166,33 @@ func (a *Analyzer) Add(e *Event) {
 		if a.notedPackets {
 			return
 		}
-		if ts := a.tuples[keyOf(&e.Seg)]; ts != nil && ts.run != nil && e.Time >= ts.run.start {
-			ts.run.verdicts.add(&e.Note)
+		if _, slot := a.tr.Lookup(e.Seg.Tuple()); slot >= 0 && slot < len(a.tuples) {
+			if r := a.tuples[slot].run; r != nil && e.Time >= r.start {
+				r.verdicts.add(&e.Note)
+			}
 		}
 		return
 	}
 	a.packet(e)
+}
+
+// forget is the tracker's OnForget: the analysis finishes what it held on
+// the slot.
+func (a *Analyzer) forget(_ *tcpstate.Conn, slot int, why tcpstate.Forget) {
+	if slot >= len(a.tuples) {
+		return
+	}
+	ts := &a.tuples[slot]
+	if why == tcpstate.Evicted && (ts.cur != nil || ts.run != nil) {
+		a.report.Totals.EvictedTuples++
+	}
+	if ts.run != nil {
+		a.endRun(ts, false)
+	}
+	if ts.cur != nil {
+		a.finish(ts.cur)
+	}
+	*ts = tupleState{}
 }
 
 func (a *Analyzer) packet(e *Event) {
@@ -150,28 +202,66 @@ func (a *Analyzer) packet(e *Event) {
 	if seg.Flags&segment.RST != 0 {
 		t.RSTs++
 	}
-	key := keyOf(seg)
-	ts := a.tuples[key]
-	if ts == nil {
-		ts = &tupleState{}
-		a.tuples[key] = ts
+	now := time.Unix(0, e.Time)
+	var tc *tcpstate.Conn
+	var slot, from int
+	var ev tcpstate.Event
+	var wasClosed bool
+	if e.Note.Kind == NoteInjected {
+		if tc, _ = a.tr.Lookup(seg.Tuple()); tc != nil {
+			wasClosed = !tc.ClosedAt.IsZero()
+		}
 	}
+	injected := tc != nil && a.tr.Forged(seg, now)
+	if injected {
+		// A segment closeduel crafted says nothing about the endpoint it
+		// names as its sender; its receiver takes it.
+		tc, slot = a.tr.Lookup(seg.Tuple())
+		from = tc.End(seg.Src)
+	} else {
+		res := a.tr.Sent(seg, now)
+		tc, slot, from, ev, wasClosed = res.Conn, res.Slot, res.From, res.Events, res.WasClosed
+	}
+	// Whether the receiver would take an RST is asked before it arrives.
+	acceptable := seg.Flags&segment.RST != 0 && tc.Acceptable(1-from, seg)
+	if !injected && !e.Note.Drop {
+		a.tr.Deliver(seg, tc.ID, now)
+	}
+	for slot >= len(a.tuples) {
+		a.tuples = append(a.tuples, make([]tupleState, a.tr.Room()-len(a.tuples))...)
+	}
+	ts := &a.tuples[slot]
 	isSYN := seg.Flags&(segment.SYN|segment.ACK) == segment.SYN
 	c := ts.cur
-	if c != nil && isSYN && c.startsNew(seg) {
+	if c != nil && c.tid != tc.ID {
 		a.finish(c)
 		c = nil
 	}
 	if c == nil {
 		a.nextID++
-		c = newConn(a.nextID, seg, e.Time)
+		c = newConn(a.nextID, tc, seg, e.Time)
 		ts.cur = c
+		a.infer.opened(c, tc, e.Time)
 	}
 	di := c.dir(seg)
-	wasClosed := c.closed != 0
 	wasConflict := c.conflict
 	wasIgnored, wasReuse := c.ignoredRSTs, c.twReuse
-	retrans, stale := c.update(di, seg, &e.Note, e.Time)
+	retrans := c.update(di, seg, &e.Note, e.Time, tc, acceptable)
+	stale := ev&tcpstate.StaleAck != 0
+	if wasClosed && c.finalAck == from+1 {
+		// The acknowledgment of the FIN that put its sender in
+		// TIME-WAIT is the last step of the close, not after it.
+		c.finalAck = 0
+		if ev&tcpstate.AcksFIN != 0 && !seg.Flags.Any(segment.SYN|segment.FIN|segment.RST) {
+			wasClosed = false
+		}
+	}
+	if c.closed == 0 && !tc.ClosedAt.IsZero() {
+		c.closed, c.closeByRST = tc.ClosedAt.UnixNano(), seg.Flags&segment.RST != 0
+		if e := int(tc.ClosedEnd); !c.closeByRST && tc.Ends[e].State == tcpstate.TimeWait {
+			c.finalAck = e + 1
+		}
+	}
 	a.ignored += c.ignoredRSTs - wasIgnored
 	if c.twReuse && !wasReuse {
 		a.twReuses++
@@ -183,24 +273,33 @@ func (a *Analyzer) packet(e *Event) {
 	switch {
 	case c.conflict:
 		if !wasConflict && c.lastSynTime > 0 {
-			a.runAdd(ts, c, CauseHeldTuple, &c.lastSyn, &c.lastSynNote, c.lastSynTime)
+			a.runAdd(ts, c, CauseHeldTuple, &c.lastSyn, &c.lastSynNote, c.lastSynTime, true)
 		}
-		a.runAdd(ts, c, CauseHeldTuple, seg, &e.Note, e.Time)
+		a.runAdd(ts, c, CauseHeldTuple, seg, &e.Note, e.Time, false)
 	case wasClosed:
 		cause := CauseAfterFIN
 		if c.closeByRST {
 			cause = CauseAfterRST
 		}
-		a.runAdd(ts, c, cause, seg, &e.Note, e.Time)
+		a.runAdd(ts, c, cause, seg, &e.Note, e.Time, ev&tcpstate.NewIncarnation != 0)
 	case ts.run != nil && !isSYN:
 		a.endRun(ts, false)
+	}
+	if ts.run != nil {
+		// The episode is over once neither stack sends by itself any
+		// more: what comes next on the tuple is a new one.
+		ts.run.settled = !tc.MaySend()
 	}
 }
 
 // runAdd adds an out-of-connection segment to the tuple's run, starting
-// one when there is none or the last ended more than the gap ago.
-func (a *Analyzer) runAdd(ts *tupleState, c *conn, cause Cause, seg *segment.Segment, note *Note, t int64) {
-	if ts.run != nil && t-ts.run.end > a.gap {
+// one when there is none or the last one is over: it stayed quiet longer
+// than the longest retransmission back-off, or it had settled (neither
+// stack sends by itself any more, by the tracker) and fresh (a SYN opening
+// a new incarnation) begins something new. Any other segment on a settled
+// tuple shows a stack still acting on it, so the episode goes on.
+func (a *Analyzer) runAdd(ts *tupleState, c *conn, cause Cause, seg *segment.Segment, note *Note, t int64, fresh bool) {
+	if ts.run != nil && ((ts.run.settled && fresh) || uint64(t-ts.run.end) > uint64(a.backoff)) {
 		a.endRun(ts, false)
 	}
 	if ts.run == nil {
@@ -303,27 +402,8 @@ func (a *Analyzer) finish(c *conn) {
 	}
 }
 
-// sweep ends what the time now has made final.
-func (a *Analyzer) sweep(now int64) {
-	for key, ts := range a.tuples {
-		if ts.run != nil && now-ts.run.end > a.gap {
-			a.endRun(ts, false)
-		}
-		if c := ts.cur; c != nil {
-			quiet := now - c.last
-			if (c.closed != 0 && quiet > a.gap) || quiet > a.idle {
-				a.finish(c)
-				ts.cur = nil
-			}
-		}
-		if ts.cur == nil && ts.run == nil {
-			delete(a.tuples, key)
-		}
-	}
-}
-
 // Live returns the number of tuples the analyzer holds state for.
-func (a *Analyzer) Live() int { return len(a.tuples) }
+func (a *Analyzer) Live() int { return a.tr.Len() }
 
 // LiveCounts are an Analyzer's figures so far, by the same definitions as
 // its Report: for a display while the segments still come.
@@ -336,8 +416,8 @@ type LiveCounts struct {
 	// Duels counts the duels so far: those ended and those running.
 	// OngoingDuels counts the running ones: runs of out-of-connection
 	// segments that have made their two turns and have not ended. Whether
-	// a run has ended by the duel gap is checked only as later segments
-	// come (the Analyzer reads no clock).
+	// a run has ended is checked only as later segments come (the
+	// Analyzer reads no clock).
 	Duels, OngoingDuels int
 	// IgnoredRSTs and TimeWaitReuses count over every incarnation so
 	// far, finished or live.
@@ -390,16 +470,28 @@ func (a *Analyzer) SetRun(run *RunInfo) {
 // Finish ends every live incarnation and duel and returns the report.
 // The Analyzer must not be used after.
 func (a *Analyzer) Finish() *Report {
-	// Finish in order of first segment, so reports do not depend on map
-	// order.
-	live := make([]*tupleState, 0, len(a.tuples))
-	for _, ts := range a.tuples {
-		live = append(live, ts)
+	// Finish in order of first segment, so reports do not depend on the
+	// table's order.
+	var live []*tupleState
+	for i := range a.tuples {
+		if ts := &a.tuples[i]; ts.cur != nil || ts.run != nil {
+			live = append(live, ts)
+		}
 	}
 	slices.SortFunc(live, func(x, y *tupleState) int { return cmp.Compare(x.order(), y.order()) })
+	end := time.Unix(0, a.last)
+	cfg := a.tr.Config()
 	for _, ts := range live {
-		if ts.run != nil {
-			a.endRun(ts, a.last-ts.run.end <= a.gap)
+		if r := ts.run; r != nil {
+			// Ongoing: a stack may still send on the tuple (by the
+			// tracker's state at the end of the inputs) and it has not been
+			// quiet past the longest back-off.
+			ongoing := false
+			if tc, _ := a.tr.Lookup(r.orig); tc != nil {
+				tc.Age(end, &cfg)
+				ongoing = tc.MaySend() && uint64(a.last-r.end) <= uint64(a.backoff)
+			}
+			a.endRun(ts, ongoing)
 		}
 		if ts.cur != nil {
 			a.finish(ts.cur)
@@ -427,6 +519,7 @@ func (a *Analyzer) Finish() *Report {
 	for i := range r.Duels {
 		r.Duels[i].ID = i + 1
 	}
+	a.infer.judge(r)
 	return r
 }
 

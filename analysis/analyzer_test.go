@@ -137,7 +137,7 @@ var scenarios = []struct {
 			}
 		},
 		want: outcome{Connections: 2, Clean: 1, Failed: 1, Duels: 1, DuelSegments: 9, Retrans: 2, SYNRetrans: 2,
-			RSTs: 3, Ignored: 2, TWReuse: 1, Close: []string{"fin", "rst"}, Closer: []string{"resp", "orig"},
+			RSTs: 3, Ignored: 2, TWReuse: 1, Close: []string{"fin", "rst"}, Closer: []string{"resp", "none"},
 			History: []string{"ShADdfFa", "SkRSTkRSTkR"}, Causes: []string{CauseHeldTuple.String()}, Turns: []int{6}},
 	},
 	{
@@ -166,7 +166,7 @@ var scenarios = []struct {
 			s.exchange(h)
 		},
 		want: outcome{Connections: 3, Failed: 1, RSTs: 1, Close: []string{"rst", "half-open", "unfinished"},
-			Closer: []string{"resp", "orig", "none"}, History: []string{"Sr", "ShADdFa", "ShADd"}},
+			Closer: []string{"none", "orig", "none"}, History: []string{"Sr", "ShADdFa", "ShADd"}},
 	},
 }
 
@@ -248,16 +248,18 @@ func lostAckSynth() *synth {
 }
 
 // TestDroppedSegmentsDoNotReachTheReceiver: a dropped final ACK does not
-// close the connection; the ACK that gets through does.
+// reach the server (its FIN goes again and the ACK that gets through
+// acknowledges it); the connection closed when the client entered
+// TIME-WAIT, and the retransmitted FIN with its ACK is one turn, no duel.
 func TestDroppedSegmentsDoNotReachTheReceiver(t *testing.T) {
 	s := lostAckSynth()
 	p := tempPath(t, "run.pcapng")
 	s.writePcapng(t, p)
 	r := analyzeFiles(t, Config{}, p)
 	c := r.Connections[0]
-	want := time.Unix(0, s.pkts[len(s.pkts)-1].t).UTC()
+	want := time.Unix(0, s.pkts[len(s.pkts)-4].t).UTC()
 	if !c.Closed.Equal(want) {
-		t.Errorf("closed at %v, want %v (the delivered ACK, not the dropped one)", c.Closed, want)
+		t.Errorf("closed at %v, want %v (the server's FIN putting the client in TIME-WAIT)", c.Closed, want)
 	}
 	if c.History != "ShADdFfAXftA" {
 		t.Errorf("history %q, want %q", c.History, "ShADdFfAXftA")
@@ -430,15 +432,15 @@ func TestMemoryFollowsLiveConnections(t *testing.T) {
 		s.cleanClose(f)
 		s.t += int64(100 * time.Millisecond)
 	}
-	a := NewAnalyzer(Config{DuelGap: time.Second})
+	a := NewAnalyzer(Config{MSL: time.Second})
 	maxLive := 0
 	for i := range s.pkts {
 		e := Event{Time: s.pkts[i].t, Seg: s.pkts[i].seg}
 		a.Add(&e)
 		maxLive = max(maxLive, a.Live())
 	}
-	// A closed connection stays DuelGap after its last segment, and the
-	// sweep runs once a second: (1 s + 1 s) / 100 ms + 1.
+	// A closed connection is remembered until its TIME-WAIT (2·MSL) is
+	// over and 2·MSL after its last segment: 2 s / 100 ms + 1.
 	if maxLive > 21 {
 		t.Errorf("up to %d tuples live, want at most 21", maxLive)
 	}

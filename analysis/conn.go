@@ -1,29 +1,13 @@
 package analysis
 
 import (
-	"net/netip"
-
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 )
-
-// tupleKey is a 4-tuple in canonical orientation: both directions of a
-// connection share it.
-type tupleKey struct{ a, b netip.AddrPort }
-
-func keyOf(seg *segment.Segment) tupleKey {
-	t, _ := seg.Tuple().Canonical()
-	return tupleKey{t.Src, t.Dst}
-}
 
 // dirState is what one direction of an incarnation has shown.
 type dirState struct {
-	segs int
-	// baseSeq is the direction's initial sequence number as Wireshark
-	// records it (base_seq), once baseSet: from its first segment (seq,
-	// less one unless it is a SYN), or earlier from the other
-	// direction's first segment with ACK (ack less one).
-	baseSeq segment.Seq
-	baseSet bool
+	segs    int
 	synSeen bool
 	isn     segment.Seq
 
@@ -54,17 +38,24 @@ type dirState struct {
 // histMax is the longest history string; a '+' marks a cut.
 const histMax = 48
 
-// conn is one incarnation of a 4-tuple while it is live.
+// conn is what the analysis adds to one incarnation the tracker follows
+// (its report layers) while it is live.
 type conn struct {
 	id    int
+	tid   uint64        // the tracker's Conn.ID
 	orig  segment.Tuple // orig → resp
 	start int64
 	last  int64
-	// closed is when the connection ended for at least one side: the
-	// delivered ACK of the second FIN, or the first valid delivered RST.
+	// closed is when the connection ended for at least one side, as the
+	// tracker has it (tcpstate.Conn.ClosedAt), closeByRST that an RST did
+	// it.
 	closed     int64
 	closeByRST bool
-	d          [2]dirState
+	// finalAck is 1 + the index (in the tracker's Ends) of the endpoint
+	// whose TIME-WAIT closed the incarnation, while its acknowledgment of
+	// the FIN that put it there is still to come; 0 otherwise.
+	finalAck int
+	d        [2]dirState
 
 	hist     [histMax]byte
 	histLen  int
@@ -78,8 +69,7 @@ type conn struct {
 	anyFIN, anyRST, finBeforeRST bool
 	closer                       Side
 	synAcked, established        bool
-	conflict, twReuse            bool
-	staleAck                     segment.Seq // ack of the last stale ACK
+	conflict, twReuse            bool // the tracker's Held and Reused
 	inDuel                       bool
 
 	// handshake times at the capture point
@@ -108,51 +98,21 @@ func (c *conn) dir(seg *segment.Segment) int {
 	return 1
 }
 
-// newConn starts an incarnation with its first segment.
-func newConn(id int, seg *segment.Segment, t int64) *conn {
-	c := &conn{id: id, start: t, last: t}
+// newConn starts the report layers of the tracker's incarnation tc with its
+// first segment.
+func newConn(id int, tc *tcpstate.Conn, seg *segment.Segment, t int64) *conn {
+	c := &conn{id: id, tid: tc.ID, start: t, last: t}
 	c.d[0].wscale, c.d[1].wscale = -1, -1
-	tu := seg.Tuple()
-	f := seg.Flags
 	switch {
-	case f&(segment.SYN|segment.ACK) == segment.SYN:
-		c.orig = tu
-	case f&(segment.SYN|segment.ACK) == segment.SYN|segment.ACK:
-		c.orig = tu.Reverse()
+	case tc.Opener >= 0:
+		c.orig = segment.Tuple{Src: tc.Ends[tc.Opener].Addr, Dst: tc.Ends[1-tc.Opener].Addr}
 	case seg.Src.Port() < seg.Dst.Port():
 		// Mid-stream: take the lower port for the server's.
-		c.orig = tu.Reverse()
+		c.orig = seg.Tuple().Reverse()
 	default:
-		c.orig = tu
+		c.orig = seg.Tuple()
 	}
 	return c
-}
-
-// startsNew reports whether a SYN (without ACK) begins a new incarnation
-// rather than retransmitting this one's. As Wireshark 4.0 does, it does
-// when the sender's initial sequence number is known (baseSeq) and this
-// SYN's sequence number differs from it, whether or not the incarnation
-// was closed; a SYN with the same number (a retransmission, also after
-// an RST) stays in the incarnation.
-func (c *conn) startsNew(seg *segment.Segment) bool {
-	ds := &c.d[c.dir(seg)]
-	return ds.baseSet && seg.Seq != ds.baseSeq
-}
-
-// noteBase records the initial sequence numbers a segment from side di
-// reveals, as Wireshark's base_seq: the sender's from its own first
-// segment, the receiver's from the first ACK it is sent.
-func (c *conn) noteBase(di int, seg *segment.Segment) {
-	s, o := &c.d[di], &c.d[1-di]
-	if !s.baseSet {
-		s.baseSeq, s.baseSet = seg.Seq, true
-		if seg.Flags&segment.SYN == 0 {
-			s.baseSeq--
-		}
-	}
-	if !o.baseSet && seg.Flags&segment.ACK != 0 {
-		o.baseSeq, o.baseSet = seg.Ack-1, true
-	}
 }
 
 // scaledWin returns the window a segment from ds advertises.
@@ -264,20 +224,6 @@ func (c *conn) seqCheck(di int, seg *segment.Segment, now int64) (retrans bool) 
 	return retrans
 }
 
-// rstValid reports whether an RST from side di would be accepted: it
-// answers the SYN (ack = ISN+1) or its sequence number lies in the
-// receiver's window from the next expected octet.
-func (c *conn) rstValid(di int, seg *segment.Segment) bool {
-	s, o := &c.d[di], &c.d[1-di]
-	if di == 1 && !c.synAcked && o.synSeen && seg.Flags&segment.ACK != 0 && !s.synSeen {
-		return seg.Ack == o.isn+1
-	}
-	if !s.nextSet {
-		return true
-	}
-	return seg.Seq == s.next || seg.Seq.InWindow(s.next, max(o.win, 1))
-}
-
 // rstGuard is how long after an RST seen at the capture point a segment
 // from its receiver may still have been sent before the RST arrived: the
 // round trip between the capture point and that receiver.
@@ -383,14 +329,15 @@ func (c *conn) history() string {
 	return string(c.hist[:n])
 }
 
-// update applies one segment from side di to the incarnation and returns
-// whether it is a retransmission and whether it is a stale ACK.
-func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retrans, stale bool) {
+// update applies one segment from side di to the report layers of the
+// incarnation, after the tracker (tc) took it, and returns whether it is a
+// retransmission by Wireshark's rules. acceptable says an RST would be
+// accepted by its receiver (asked before it arrived).
+func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64, tc *tcpstate.Conn, acceptable bool) (retrans bool) {
 	s, o := &c.d[di], &c.d[1-di]
 	f := seg.Flags
 	delivered := !note.Drop
 	c.last = now
-	c.noteBase(di, seg)
 	s.segs++
 	s.payload += seg.PayloadLen
 
@@ -402,9 +349,6 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 		c.lastSynAt = now
 	case f&(segment.SYN|segment.ACK) == segment.ACK && c.lastSynAt != 0 && c.firstRTT == 0:
 		c.firstRTT = now - c.lastSynAt
-	}
-	if f&segment.RST == 0 && (!s.sentSet || s.sentEnd.LessThan(seg.End())) {
-		s.sentEnd, s.sentSet = seg.End(), true
 	}
 	if retrans {
 		c.retrans++
@@ -438,48 +382,35 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 			if delivered && !c.synAcked {
 				c.synAcked = true
 				c.synAckTime = now
-				c.conflict = false
 			}
 		}
 	case f&(segment.ACK|segment.RST|segment.SYN) == segment.ACK:
-		if di == 1 && o.synSeen && !c.synAcked && !ackInRange(seg.Ack, o) {
-			// The responder answers the SYN with an ACK of another
-			// incarnation: it still holds the tuple. (An ACK of what the
-			// originator did send, as when the capture missed the
-			// SYN+ACK, is none.)
-			stale = true
-			c.conflict = true
-			c.twReuse = true
-			c.staleAck = seg.Ack
-		}
 		if di == 0 && c.synAcked && !c.established && s.synSeen && seg.Ack == o.isn+1 && delivered {
 			c.established = true
 			c.ackTime = now
 		}
 	}
 	s.win = c.scaledWin(di, seg.Window, f&segment.SYN != 0)
+	c.conflict, c.twReuse = tc.Held, tc.Reused
+	if c.closer == SideNone && tc.FirstCloser >= 0 {
+		c.closer = SideOrig
+		if tc.Ends[tc.FirstCloser].Addr != c.orig.Src {
+			c.closer = SideResp
+		}
+	}
 
 	if f&segment.FIN != 0 {
 		c.anyFIN = true
 		if !s.finSeen {
 			s.finSeen = true
 			s.finEnd = seg.End()
-			if c.closer == SideNone {
-				c.closer = Side(di + 1)
-			}
 		}
 	}
 	if f&segment.ACK != 0 && delivered && o.finSeen && !o.finAcked && !seg.Ack.LessThan(o.finEnd) {
 		o.finAcked = true
-		if s.finAcked && c.closed == 0 && !c.conflict {
-			c.closed = now
-		}
-	}
-	if s.finSeen && o.finSeen && s.finAcked && o.finAcked && c.closed == 0 && !c.conflict {
-		c.closed = now
 	}
 
-	// An earlier valid RST from the other side that this side keeps
+	// An earlier acceptable RST from the other side that this side keeps
 	// sending after was ignored.
 	if c.rstPending[1-di] && now-c.rstPendingTime[1-di] > c.rstGuard(di) {
 		c.ignoredRSTs++
@@ -491,33 +422,11 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64) (retr
 			c.finBeforeRST = c.anyFIN
 		}
 		c.anyRST = true
-		if c.closer == SideNone {
-			c.closer = Side(di + 1)
-		}
-		switch {
-		case !delivered:
-		case c.conflict:
-			// An RST answering the stale ACK with the sequence number it
-			// asks for is valid for the incarnation the responder holds,
-			// though it closes nothing here.
-			if di == 0 && seg.Seq == c.staleAck {
-				c.rstPending[di], c.rstPendingTime[di] = true, now
-			}
-		case c.rstValid(di, seg):
+		if delivered && acceptable {
 			c.rstPending[di], c.rstPendingTime[di] = true, now
-			if c.closed == 0 {
-				c.closed, c.closeByRST = now, true
-			}
 		}
 	}
-	return retrans, stale
-}
-
-// ackInRange reports whether ack acknowledges something between the ISN
-// of d and the end of what d sent (RSTs aside: their sequence number is
-// whatever the ACK they answer asked for).
-func ackInRange(ack segment.Seq, d *dirState) bool {
-	return d.sentSet && !ack.LessThan(d.isn+1) && !d.sentEnd.LessThan(ack)
+	return retrans
 }
 
 // closeKind says how the incarnation ended.

@@ -42,6 +42,8 @@ type duelRun struct {
 	ladder     []SegmentRef
 	omitted    int
 	qualified  bool
+	// settled: after the last segment neither stack sends by itself.
+	settled bool
 }
 
 func newRun(c *conn, cause Cause, t int64) *duelRun {

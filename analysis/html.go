@@ -70,7 +70,7 @@ type htmlDuel struct {
 }
 
 func makeHTMLReport(r *Report, prefix string) htmlReport {
-	h := htmlReport{Prefix: prefix, Report: r, Totals: totalRows(&r.Totals), Timeline: timelineSVG(r)}
+	h := htmlReport{Prefix: prefix, Report: r, Totals: totalRows(r), Timeline: timelineSVG(r)}
 	for k := range numCloseKinds {
 		h.Legend = append(h.Legend, legendItem{k.String(), closeColors[k]})
 	}
@@ -82,6 +82,9 @@ func makeHTMLReport(r *Report, prefix string) htmlReport {
 			after = "no"
 			if *d.AfterWorkload {
 				after = "yes, " + fmtSec(d.AfterWorkloadSeconds) + " after it stopped"
+			}
+			if !r.InferredWorkloadEnd.IsZero() {
+				after += " (end inferred: the client's last new connection)"
 			}
 		}
 		h.Duels = append(h.Duels, htmlDuel{Duel: d, Ladder: ladderSVG(d, i), ByOrig: fmtCounts(&d.ByDirection[0]),
@@ -168,11 +171,18 @@ func timelineSVG(r *Report) template.HTML {
 			template.HTMLEscapeString(fmt.Sprintf("duel %d %s > %s, %s, %d segments, %s", d.ID, d.Orig, d.Resp, fmtSec(d.Duration), d.Segments, d.Cause)))
 	}
 	fmt.Fprintf(&b, `<text x="4" y="%.1f" class="lbl">conns</text><text x="4" y="%.1f" class="lbl">duels</text>`, 10+math.Min(lanesH, 20)/2+3, duelY+9)
+	marks := []struct {
+		t    time.Time
+		name string
+	}{{r.InferredWorkloadEnd, "workload end (inferred)"}}
 	if r.Run != nil {
-		for _, m := range []struct {
+		marks = append(marks, []struct {
 			t    time.Time
 			name string
-		}{{r.Run.WorkloadStart, "workload start"}, {r.Run.WorkloadEnd, "workload end"}} {
+		}{{r.Run.WorkloadStart, "workload start"}, {r.Run.WorkloadEnd, "workload end"}}...)
+	}
+	{
+		for _, m := range marks {
 			if m.t.IsZero() || m.t.Before(t0) || m.t.After(r.Last) {
 				continue
 			}
@@ -298,7 +308,7 @@ svg .seg{font-size:11.5px;font-family:ui-monospace,monospace}svg .x{font-size:14
 {{range .Report.Inputs}}<tr><td class="mono">{{.Path}}</td><td>{{.Format}} {{.LinkType}}</td><td class="n">{{.Records}}</td><td class="n">{{.Segments}}</td><td class="n">{{.Skipped}}</td><td>{{.Role}}{{range .Warnings}}<br><span class="note">warning: {{.}}</span>{{end}}</td></tr>
 {{end}}</table>
 {{with .Report.Run}}<p>Run <code>{{.Dir}}</code>{{with .Experiment}}, experiment <b>{{.}}</b>{{end}}{{if not .WorkloadEnd.IsZero}}, workload {{time .WorkloadStart}} to {{time .WorkloadEnd}}{{end}}.</p>{{end}}
-<p>From {{time .Report.First}} to {{time .Report.Last}} (UTC).</p>
+<p>From {{time .Report.First}} to {{time .Report.Last}} (UTC).{{if not .Report.InferredWorkloadEnd.IsZero}} No run metadata: the workload's end is inferred as the client's last new connection, {{time .Report.InferredWorkloadEnd}}.{{end}}{{if .Report.Totals.EvictedTuples}} <b>{{.Report.Totals.EvictedTuples}} tuples forgotten early</b> (max tuples {{.Report.Settings.MaxTuples}}).{{end}}</p>
 <h2>{{$p}}Totals</h2>
 <table>{{range .Totals}}<tr><td>{{index . 0}}</td><td class="n">{{index . 1}}</td></tr>{{end}}</table>
 <h2>{{$p}}Timeline</h2>

@@ -26,7 +26,7 @@ func chromium(t *testing.T, page string) (image.Image, string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "chromium", "--headless", "--no-sandbox", "--disable-gpu",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", "--window-size=1100,1600",
+		"--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", "--window-size=1100,1900",
 		"--screenshot="+shot, "file://"+page)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log

@@ -123,7 +123,7 @@ func TestLiveCountsWhileDuelling(t *testing.T) {
 	after := map[int]LiveCounts{
 		0:  {},
 		8:  {Segments: 8, Connections: 1},
-		9:  {Segments: 9, Connections: 2}, // the SYN on the held tuple
+		9:  {Segments: 9, Connections: 2, TimeWaitReuses: 1}, // the SYN on the held tuple
 		10: {Segments: 10, Connections: 2, TimeWaitReuses: 1},
 		11: {Segments: 11, Connections: 2, TimeWaitReuses: 1, Duels: 1, OngoingDuels: 1}, // SYN, ACK, RST: two turns
 		14: {Segments: 14, Connections: 2, TimeWaitReuses: 1, Duels: 1, OngoingDuels: 1, IgnoredRSTs: 1},

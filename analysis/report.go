@@ -8,7 +8,7 @@ import (
 
 // SchemaVersion names the JSON layout of a Report. It changes when a field
 // changes meaning or goes away; new fields may appear within a version.
-const SchemaVersion = "closeduel.analysis/v1"
+const SchemaVersion = "closeduel.analysis/v2"
 
 // Report is the result of one analysis.
 type Report struct {
@@ -18,6 +18,12 @@ type Report struct {
 	// First and Last are the times of the first and last segment.
 	First time.Time `json:"first,omitzero"`
 	Last  time.Time `json:"last,omitzero"`
+	// InferredWorkloadEnd is, when the inputs carry no run metadata
+	// (Run.WorkloadEnd), the workload's end inferred from the segments:
+	// the start of the client's last new connection (the last incarnation
+	// opened by a SYN). Duels' AfterWorkload are judged against it, and
+	// reports label them inferred.
+	InferredWorkloadEnd time.Time `json:"inferred_workload_end,omitzero"`
 	// Settings are the definitions' parameters the analysis used.
 	Settings Settings `json:"settings"`
 	Totals   Totals   `json:"totals"`
@@ -37,10 +43,17 @@ type Report struct {
 
 // Settings are the parameters of the definitions.
 type Settings struct {
-	DuelGap        Seconds `json:"duel_gap_s"`
-	IdleTimeout    Seconds `json:"idle_timeout_s"`
-	MaxConnections int     `json:"max_connections"`
-	MaxDuels       int     `json:"max_duels"`
+	// MaxBackoff is the longest quiet a duel goes on through.
+	MaxBackoff  Seconds `json:"max_backoff_s"`
+	IdleTimeout Seconds `json:"idle_timeout_s"`
+	// MSL and TimeWait are the tracker's: TimeWait is how long an
+	// endpoint of an unknown stack is taken to hold TIME-WAIT.
+	MSL      Seconds `json:"msl_s"`
+	TimeWait Seconds `json:"time_wait_s"`
+	// MaxTuples bounds the 4-tuples held at once (Totals.EvictedTuples).
+	MaxTuples      int `json:"max_tuples"`
+	MaxConnections int `json:"max_connections"`
+	MaxDuels       int `json:"max_duels"`
 }
 
 // Totals are the figures of the whole analysis.
@@ -72,6 +85,10 @@ type Totals struct {
 	RSTs               int `json:"rsts"`
 	IgnoredRSTs        int `json:"ignored_rsts"`
 	TimeWaitReuses     int `json:"time_wait_reuses"`
+	// EvictedTuples counts 4-tuples forgotten early, while a stack might
+	// still have acted on them, because Settings.MaxTuples were live: what
+	// came after on such a tuple was taken as a new incarnation.
+	EvictedTuples int `json:"evicted_tuples"`
 	// Verdicts counts closeduel's annotations: queued packets' verdicts,
 	// drops among them, injected and duplicated segments.
 	Verdicts   int `json:"verdicts"`
@@ -115,7 +132,8 @@ type Connection struct {
 	RSTs               int    `json:"rsts"`
 	IgnoredRSTs        int    `json:"ignored_rsts"`
 	// TimeWaitReuse reports that the SYN met a tuple the responder still
-	// held (it answered with an ACK for another incarnation).
+	// held: TIME-WAIT by the tracker's model, or shown by an ACK for
+	// another incarnation (tcpstate.Conn.Reused).
 	TimeWaitReuse bool `json:"time_wait_reuse"`
 	// Established reports a completed three-way handshake.
 	Established bool `json:"established"`

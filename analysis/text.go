@@ -50,6 +50,13 @@ func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 	if !r.First.IsZero() {
 		ew.printf("span   %s .. %s (%s)\n", fmtTime(r.First), fmtTime(r.Last), fmtDur(r.Last.Sub(r.First)))
 	}
+	if !r.InferredWorkloadEnd.IsZero() {
+		ew.printf("workload end (inferred: the client's last new connection) %s\n", fmtTime(r.InferredWorkloadEnd))
+	}
+	if r.Totals.EvictedTuples > 0 {
+		ew.printf("warning: %d tuples forgotten early to stay within %d (--max-tuples): what followed on them counts as new connections\n",
+			r.Totals.EvictedTuples, r.Settings.MaxTuples)
+	}
 	ew.printf("\n")
 	writeTotals(ew, r)
 	ew.printf("\n")
@@ -60,10 +67,9 @@ func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 }
 
 func writeTotals(ew *errWriter, r *Report) {
-	t := &r.Totals
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 	ew.printf("TOTALS\n")
-	for _, row := range totalRows(t) {
+	for _, row := range totalRows(r) {
 		fmt.Fprintf(tw, "  %s\t%s\n", row[0], row[1])
 	}
 	tw.Flush()
@@ -71,12 +77,13 @@ func writeTotals(ew *errWriter, r *Report) {
 
 // totalRows lists the totals as label/value pairs, in the order every
 // output shows them.
-func totalRows(t *Totals) [][2]string {
+func totalRows(r *Report) [][2]string {
+	t := &r.Totals
 	closes := make([]string, 0, len(t.Closes))
 	for _, k := range closeKindNames {
 		closes = append(closes, fmt.Sprintf("%s %d", k, t.Closes[k]))
 	}
-	return [][2]string{
+	rows := [][2]string{
 		{"connections", fmt.Sprint(t.Connections)},
 		{"clean closes", fmt.Sprint(t.CleanCloses)},
 		{"closes", strings.Join(closes, ", ")},
@@ -85,13 +92,17 @@ func totalRows(t *Totals) [][2]string {
 		{"duels", fmt.Sprint(t.Duels)},
 		{"segments in duels", fmt.Sprint(t.DuelSegments)},
 		{"seconds in duels", fmtSec(t.DuelSeconds)},
-		{"duels after workload", fmt.Sprint(t.DuelsAfterWorkload)},
+		{afterLabel(r), fmt.Sprint(t.DuelsAfterWorkload)},
 		{"segments", fmt.Sprint(t.Segments)},
 		{"retransmissions (SYN, FIN)", fmt.Sprintf("%d (%d, %d)", t.Retransmissions, t.SYNRetransmissions, t.FINRetransmissions)},
 		{"RSTs (ignored)", fmt.Sprintf("%d (%d)", t.RSTs, t.IgnoredRSTs)},
 		{"TIME_WAIT reuses", fmt.Sprint(t.TimeWaitReuses)},
 		{"verdicts (drops), injected, duplicates", fmt.Sprintf("%d (%d), %d, %d", t.Verdicts, t.Drops, t.Injected, t.Duplicates)},
 	}
+	if t.EvictedTuples > 0 {
+		rows = append(rows, [2]string{"tuples forgotten early (evicted)", fmt.Sprint(t.EvictedTuples)})
+	}
+	return rows
 }
 
 func writeDuels(ew *errWriter, r *Report, opt TextOptions) {
@@ -112,6 +123,9 @@ func writeDuels(ew *errWriter, r *Report, opt TextOptions) {
 			after = "no"
 			if *d.AfterWorkload {
 				after = "yes " + fmtSec(d.AfterWorkloadSeconds)
+			}
+			if !r.InferredWorkloadEnd.IsZero() {
+				after += " (inferred)"
 			}
 		}
 		dur := fmtSec(d.Duration)
@@ -282,4 +296,13 @@ func countList(m map[string]int) string {
 		fmt.Fprintf(&b, "%s %d", n, m[n])
 	}
 	return b.String()
+}
+
+// afterLabel names the duels-after-workload total, saying when the
+// workload's end was inferred.
+func afterLabel(r *Report) string {
+	if !r.InferredWorkloadEnd.IsZero() {
+		return "duels after workload (inferred end)"
+	}
+	return "duels after workload"
 }

@@ -175,12 +175,12 @@ func TestSummary(t *testing.T) {
 		},
 		{
 			// A Linux device in TIME_WAIT takes the new SYN: a new
-			// connection, no TIME_WAIT reuse by the analysis' definition,
-			// no duel.
+			// connection that reuses the tuple (a TIME_WAIT reuse by the
+			// tracker's one definition), no duel.
 			name:   "time-wait reuse accepted",
 			steps:  script(exchange(0, 1000), deviceClose(0.5), exchange(1000, 90000)),
 			stopMs: 1000,
-			want: figures{Connections: 2, Clean: 1, Closes: map[string]int{"fin": 1, "unfinished": 1},
+			want: figures{Connections: 2, Clean: 1, Closes: map[string]int{"fin": 1, "unfinished": 1}, TWReuses: 1,
 				AfterStop: 5, LastAfterStop: 400 * time.Microsecond},
 		},
 		{

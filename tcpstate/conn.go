@@ -21,6 +21,14 @@ type Endpoint struct {
 	// ISS is its initial sequence number, valid when SynSent is true.
 	ISS     segment.Seq
 	SynSent bool
+	// Base is its initial sequence number as an observer first learns it
+	// (Wireshark's base_seq), valid when BaseSet: from its own first
+	// segment (the sequence number, less one unless a SYN) or from the
+	// first segment with ACK its peer sends (the ack less one), whichever
+	// comes first. A SYN from it with another sequence number starts a new
+	// incarnation.
+	Base    segment.Seq
+	BaseSet bool
 	// SndNxt is one past the highest sequence number it has sent, valid
 	// when Sent is true (RFC 9293's SND.NXT as an observer sees it, i.e.
 	// including retransmitted ranges).
@@ -88,17 +96,31 @@ type Conn struct {
 	// seen.
 	Start, Last time.Time
 	// ClosedAt is when an endpoint first reached TIME-WAIT or CLOSED after
-	// the connection was synchronized; zero while open.
-	ClosedAt time.Time
+	// the incarnation was synchronized (ESTABLISHED on either end); zero
+	// while open. ClosedEnd is the index of that endpoint.
+	ClosedAt  time.Time
+	ClosedEnd int8
 	// RSTs counts the RSTs seen in this incarnation.
 	RSTs uint32
-	// Reused says the incarnation's SYN came while the previous one was
-	// less than 2·MSL closed or its other endpoint still held state.
+	// Reused says the incarnation reuses its 4-tuple while the other
+	// endpoint still holds the previous incarnation: by the tracker's model
+	// when the opening SYN came (TIME-WAIT for as long as that endpoint's
+	// stack holds it, or a half-open connection), or as the other endpoint
+	// shows by answering the SYN with a stale ACK (Held). The rules'
+	// reuses-tuple and the analysis's time_wait_reuses are this.
 	Reused bool
+	// Held: the other endpoint answered the opener's SYN with a stale ACK
+	// and has not accepted it with a SYN-ACK since: the incarnation is in
+	// conflict with the one it holds.
+	Held bool
 	// Midstream says the connection was picked up after its handshake.
 	Midstream bool
 	// scaled: both ends offered window scaling in their SYNs.
 	scaled bool
+	// synced: an endpoint reached ESTABLISHED in this incarnation (an
+	// endpoint carried over from the previous one closing is not this
+	// one's close).
+	synced bool
 }
 
 // End returns the index in Ends of the endpoint with address a, or -1.
@@ -132,8 +154,11 @@ func (c *Conn) setState(i int, s State, now time.Time) {
 	if e.State == s {
 		return
 	}
-	if (s == TimeWait || s == Closed) && c.ClosedAt.IsZero() && (e.State.Synchronized() || e.State == SynReceived) {
-		c.ClosedAt = now
+	if s == Established {
+		c.synced = true
+	}
+	if (s == TimeWait || s == Closed) && c.ClosedAt.IsZero() && c.synced && (e.State.Synchronized() || e.State == SynReceived) {
+		c.ClosedAt, c.ClosedEnd = now, int8(i)
 	}
 	e.State = s
 	e.Since = now
@@ -150,12 +175,68 @@ func (c *Conn) noteClose(i int, rst bool, now time.Time) {
 }
 
 // timeWaitLen is how long an endpoint of stack s stays in TIME-WAIT.
-func timeWaitLen(s Stack, msl time.Duration) time.Duration {
-	if s == Linux {
-		return 60 * time.Second
+func timeWaitLen(s Stack, cfg *Config) time.Duration {
+	if s < NumStacks {
+		return cfg.TimeWait[s]
 	}
-	return 2 * msl
+	return 2 * cfg.MSL
 }
+
+// startsNew reports whether a SYN (ACK and RST clear) from end from opens
+// a new incarnation: its sender's initial sequence number is known (Base)
+// and the SYN's differs from it. This is Wireshark's rule for a new
+// tcp.stream ("TCP port numbers reused").
+func (c *Conn) startsNew(from int, seg *segment.Segment) bool {
+	e := &c.Ends[from]
+	return e.BaseSet && seg.Seq != e.Base
+}
+
+// noteBase records the initial sequence numbers seg, sent by end i,
+// reveals (Endpoint.Base).
+func (c *Conn) noteBase(i int, seg *segment.Segment) {
+	e, p := &c.Ends[i], &c.Ends[1-i]
+	if !e.BaseSet {
+		e.Base, e.BaseSet = seg.Seq, true
+		if seg.Flags&segment.SYN == 0 {
+			e.Base--
+		}
+	}
+	if !p.BaseSet && seg.Flags&segment.ACK != 0 {
+		p.Base, p.BaseSet = seg.Ack-1, true
+	}
+}
+
+// MaySend reports whether an endpoint of the incarnation is in a state
+// from which its stack still sends by itself (retransmits a SYN, data or a
+// FIN, or sends its own): anything but CLOSED, LISTEN and TIME-WAIT. A
+// connection where neither may is settled: what comes next on its tuple is
+// a new episode.
+func (c *Conn) MaySend() bool {
+	for i := range c.Ends {
+		switch c.Ends[i].State {
+		case Closed, Listen, TimeWait:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// Acceptable reports whether an RST delivered to end i would be accepted
+// by RFC 9293 with RFC 5961: it carries exactly the next sequence number
+// the end expects, or, in SYN-SENT, acknowledges its SYN. (lwIP's
+// TIME-WAIT still ignores it, per RFC 1337.)
+func (c *Conn) Acceptable(i int, seg *segment.Segment) bool {
+	e := &c.Ends[i]
+	if e.State == SynSent {
+		return seg.Flags&segment.ACK != 0 && e.SynSent && seg.Ack == e.ISS.Add(1)
+	}
+	return !e.Rcv || seg.Seq == e.RcvNxt
+}
+
+// Age applies the timers that ran out before now (TIME-WAIT and
+// FIN-WAIT-2 ending), as the tracker does before each segment.
+func (c *Conn) Age(now time.Time, cfg *Config) { c.age(now, cfg) }
 
 // finWait2Len is how long an orphaned FIN-WAIT-2 lasts; 0 means forever.
 func finWait2Len(s Stack) time.Duration {
@@ -169,13 +250,13 @@ func finWait2Len(s Stack) time.Duration {
 }
 
 // age applies the timers that ran out before now.
-func (c *Conn) age(now time.Time, msl time.Duration) {
+func (c *Conn) age(now time.Time, cfg *Config) {
 	for i := range c.Ends {
 		e := &c.Ends[i]
 		switch e.State {
 		case TimeWait:
-			if now.Sub(e.Since) >= timeWaitLen(e.Stack, msl) {
-				c.setState(i, Closed, e.Since.Add(timeWaitLen(e.Stack, msl)))
+			if now.Sub(e.Since) >= timeWaitLen(e.Stack, cfg) {
+				c.setState(i, Closed, e.Since.Add(timeWaitLen(e.Stack, cfg)))
 			}
 		case FinWait2:
 			if l := finWait2Len(e.Stack); l > 0 && now.Sub(e.Since) >= l {
@@ -208,6 +289,7 @@ func (c *Conn) sent(i int, seg *segment.Segment, now time.Time) Event {
 		e.Fins++
 	}
 	c.Last = now
+	c.noteBase(i, seg)
 
 	if f&segment.SYN != 0 {
 		switch {
@@ -241,7 +323,9 @@ func (c *Conn) sent(i int, seg *segment.Segment, now time.Time) Event {
 			e.Retransmissions++
 		}
 	}
-	if !e.Sent || e.SndNxt.LessThan(seg.End()) {
+	if f&segment.RST == 0 && (!e.Sent || e.SndNxt.LessThan(seg.End())) {
+		// An RST's sequence number is whatever the segment it answers
+		// asked for, not sequence space its sender used.
 		e.SndNxt, e.Sent = seg.End(), true
 	}
 	if f&segment.RST == 0 {
@@ -257,12 +341,33 @@ func (c *Conn) sent(i int, seg *segment.Segment, now time.Time) Event {
 		// acknowledgment of the FIN will apply it.
 		c.unreceiveFIN(i)
 	}
+	if f&(segment.ACK|segment.SYN|segment.RST) == segment.ACK && int(c.Opener) == 1-i && p.State == SynSent &&
+		p.SynSent && !(p.ISS.LessThan(seg.Ack) && seg.Ack.LessThanEq(p.SndNxt)) {
+		// An ACK of something the opener never sent in this incarnation,
+		// in answer to its SYN: the sender still holds the tuple (lwIP's
+		// TIME-WAIT always, Linux's when the SYN is not acceptable).
+		ev |= StaleAck
+		c.Reused, c.Held = true, true
+		// Its acknowledgment is what it expects next of the old
+		// incarnation.
+		e.RcvNxt, e.Rcv = seg.Ack, true
+		if e.State == Closed || e.State == Listen {
+			// The tracker had it free (its TIME-WAIT outlived the
+			// assumed length, or it was never seen closing): it holds
+			// TIME-WAIT after all.
+			c.setState(i, TimeWait, now)
+		}
+	}
 	if f&segment.ACK != 0 && f&segment.RST == 0 {
 		if !e.Rcv || e.RcvNxt.LessThan(seg.Ack) {
 			e.RcvNxt, e.Rcv = seg.Ack, true
 		}
 		if p.SynSent && seg.Ack == p.ISS.Add(1) {
 			ev |= AcksSYN
+			if f&segment.SYN != 0 {
+				// A SYN-ACK accepts the SYN: no conflict any more.
+				c.Held = false
+			}
 		}
 		if p.FinSent && p.FinSeq.LessThan(seg.Ack) {
 			ev |= AcksFIN

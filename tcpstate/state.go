@@ -77,14 +77,15 @@ const (
 	// lasts 2·MSL; FIN-WAIT-2 of a closed pcb ends after 20 s
 	// (TCP_FIN_WAIT_TIMEOUT).
 	LwIP
-	numStacks
+	// NumStacks is the number of stacks (for arrays indexed by Stack).
+	NumStacks
 )
 
-var stackNames = [numStacks]string{"rfc9293", "linux", "lwip"}
+var stackNames = [NumStacks]string{"rfc9293", "linux", "lwip"}
 
 // String returns "rfc9293", "linux" or "lwip".
 func (s Stack) String() string {
-	if s < numStacks {
+	if s < NumStacks {
 		return stackNames[s]
 	}
 	return "stack(" + itoa(uint64(s)) + ")"
@@ -122,19 +123,23 @@ const (
 	AcksSYN
 	// AcksFIN: the segment acknowledges the FIN its receiver sent.
 	AcksFIN
-	// ReusesTuple: a SYN on a 4-tuple whose previous incarnation closed
-	// less than 2·MSL ago or whose other endpoint still holds state from
-	// it (TIME-WAIT, or a half-open connection).
+	// ReusesTuple: a SYN (and its retransmissions) of an incarnation
+	// that reuses its 4-tuple while the other endpoint still holds the
+	// previous one (Conn.Reused).
 	ReusesTuple
 	// AfterRST: an RST was seen earlier in the same incarnation.
 	AfterRST
 	// Midstream: the connection was picked up after its handshake.
 	Midstream
-	numEvents = 8
+	// StaleAck: an ACK without SYN that answers the opener's SYN, before
+	// any SYN-ACK, acknowledging something the opener never sent in this
+	// incarnation: its sender still holds the previous one.
+	StaleAck
+	numEvents = 9
 )
 
 var eventNames = [numEvents]string{
-	"new", "retransmission", "keep-alive", "acks-syn", "acks-fin", "reuses-tuple", "after-rst", "midstream",
+	"new", "retransmission", "keep-alive", "acks-syn", "acks-fin", "reuses-tuple", "after-rst", "midstream", "stale-ack",
 }
 
 // Has reports whether every event of want is in e.

@@ -13,6 +13,20 @@ const (
 	DefaultMaxConns = 4096
 	DefaultIdle     = 5 * time.Minute
 	DefaultMSL      = 60 * time.Second
+	// DefaultLinuxTimeWait is Linux's TIME-WAIT (TCP_TIMEWAIT_LEN).
+	DefaultLinuxTimeWait = 60 * time.Second
+)
+
+// Forget says why the tracker forgot a connection.
+type Forget uint8
+
+// Reasons to forget.
+const (
+	// Expired: neither endpoint may still act on it (see Config.Idle).
+	Expired Forget = iota
+	// Evicted: forgotten early, the least recently active, to make room
+	// for a new 4-tuple when Config.MaxConns are tracked.
+	Evicted
 )
 
 // Config sets a Tracker's bounds and assumptions. Zero fields take the
@@ -29,10 +43,22 @@ type Config struct {
 	// 4-tuple counts as recently closed for ReusesTuple, and how long
 	// TIME-WAIT lasts on RFC 9293 and lwIP endpoints.
 	MSL time.Duration
+	// TimeWait, when above zero, is how long an endpoint of each stack
+	// holds TIME-WAIT; zero entries mean 2·MSL, Linux's 60 s.
+	TimeWait [NumStacks]time.Duration
 	// Stack, when set, says which stack the endpoint at an address runs.
 	// It is called once per endpoint when a connection is first seen; nil
 	// means RFC9293 everywhere.
 	Stack func(netip.AddrPort) Stack
+	// Grow makes the table start small and double as connections come, up
+	// to MaxConns (the analysis: memory follows the live state). Without
+	// it the whole table is allocated in New and Sent never allocates (the
+	// engine's hot path).
+	Grow bool
+	// OnForget, when set, is called with a connection just before the
+	// tracker forgets it (the Conn and its slot are reused after). It must
+	// not call the Tracker.
+	OnForget func(c *Conn, slot int, why Forget)
 }
 
 // Result is what the tracker made of one sent segment. Conn points into
@@ -51,6 +77,9 @@ type Result struct {
 	Fins   [2]uint32
 	// Events says what the segment was.
 	Events Event
+	// WasClosed: the incarnation had closed (Conn.ClosedAt) before the
+	// segment.
+	WasClosed bool
 }
 
 // Stats counts what the tracker did. Fields are safe to read from any
@@ -92,27 +121,52 @@ func New(cfg Config) *Tracker {
 	if cfg.MSL <= 0 {
 		cfg.MSL = DefaultMSL
 	}
-	size := 16
-	for size < 2*cfg.MaxConns {
-		size <<= 1
+	for s := range cfg.TimeWait {
+		if cfg.TimeWait[s] <= 0 {
+			cfg.TimeWait[s] = 2 * cfg.MSL
+			if Stack(s) == Linux {
+				cfg.TimeWait[s] = DefaultLinuxTimeWait
+			}
+		}
 	}
-	t := &Tracker{
-		cfg:   cfg,
-		conns: make([]Conn, cfg.MaxConns),
-		index: make([]int32, size),
-		mask:  uint64(size - 1),
-		seed:  0x243f6a8885a308d3,
-		prev:  make([]int32, cfg.MaxConns),
-		next:  make([]int32, cfg.MaxConns),
-		head:  -1,
-		tail:  -1,
-		free:  make([]int32, cfg.MaxConns),
+	t := &Tracker{cfg: cfg, seed: 0x243f6a8885a308d3, head: -1, tail: -1}
+	n := cfg.MaxConns
+	if cfg.Grow {
+		n = min(n, 1024)
 	}
-	for i := range t.free {
-		t.free[i] = int32(cfg.MaxConns - 1 - i)
-	}
+	t.resize(n)
 	return t
 }
+
+// resize makes room for n connections (n at least the current room) and
+// indexes the tracked ones again.
+func (t *Tracker) resize(n int) {
+	old := len(t.conns)
+	size := 16
+	for size < 2*n {
+		size <<= 1
+	}
+	t.conns = append(t.conns, make([]Conn, n-old)...)
+	t.prev = append(t.prev, make([]int32, n-old)...)
+	t.next = append(t.next, make([]int32, n-old)...)
+	free := make([]int32, 0, n)
+	for i := n - 1; i >= old; i-- {
+		free = append(free, int32(i))
+	}
+	t.free = append(free, t.free...)
+	t.index = make([]int32, size)
+	t.mask = uint64(size - 1)
+	for s := t.head; s >= 0; s = t.next[s] {
+		i := t.hash(t.conns[s].Tuple) & t.mask
+		for t.index[i] != 0 {
+			i = (i + 1) & t.mask
+		}
+		t.index[i] = s + 1
+	}
+}
+
+// Room returns how many connections the table holds now without growing.
+func (t *Tracker) Room() int { return len(t.conns) }
 
 // Config returns the configuration in force, defaults filled in.
 func (t *Tracker) Config() Config { return t.cfg }
@@ -145,9 +199,8 @@ func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
 		t.open(c, from, seg, now)
 	} else {
 		c = &t.conns[slot]
-		c.age(now, t.cfg.MSL)
-		e := &c.Ends[from]
-		if f&segment.SYN != 0 && f&(segment.ACK|segment.RST) == 0 && !(e.SynSent && seg.Seq == e.ISS) {
+		c.age(now, &t.cfg)
+		if f&segment.SYN != 0 && f&(segment.ACK|segment.RST) == 0 && c.startsNew(from, seg) {
 			t.reincarnate(c, from, now)
 			t.stats.Incarnations.Add(1)
 			ev |= NewIncarnation
@@ -155,7 +208,7 @@ func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
 		t.touch(slot)
 	}
 	r := Result{Conn: c, Slot: slot, From: from, Before: [2]State{c.Ends[0].State, c.Ends[1].State},
-		Fins: [2]uint32{c.Ends[0].Fins, c.Ends[1].Fins}}
+		Fins: [2]uint32{c.Ends[0].Fins, c.Ends[1].Fins}, WasClosed: !c.ClosedAt.IsZero()}
 	if c.Midstream && ev&NewIncarnation != 0 {
 		ev |= Midstream
 	}
@@ -180,7 +233,7 @@ func (t *Tracker) Deliver(seg *segment.Segment, id uint64, now time.Time) bool {
 	if rev {
 		to = 0
 	}
-	c.age(now, t.cfg.MSL)
+	c.age(now, &t.cfg)
 	c.deliver(to, seg, now)
 	return true
 }
@@ -204,7 +257,7 @@ func (t *Tracker) Forged(seg *segment.Segment, now time.Time) bool {
 	if rev {
 		to = 0
 	}
-	c.age(now, t.cfg.MSL)
+	c.age(now, &t.cfg)
 	c.deliver(to, seg, now)
 	return true
 }
@@ -250,7 +303,7 @@ func (t *Tracker) open(c *Conn, from int, seg *segment.Segment, now time.Time) {
 		p.ISS, p.SynSent = seg.Ack.Add(^uint32(0)), true
 		p.SndNxt, p.Sent = seg.Ack, true
 	default:
-		c.Midstream = true
+		c.Midstream, c.synced = true, true
 		c.Ends[0].State, c.Ends[1].State = Established, Established
 	}
 }
@@ -263,14 +316,14 @@ func (t *Tracker) reincarnate(c *Conn, from int, now time.Time) {
 	prev := *c
 	p := prev.Ends[1-from]
 	p.Segments, p.Retransmissions, p.Fins, p.RSTSent = 0, 0, 0, false
+	p.Base, p.BaseSet = 0, false
 	carried := p.State != Closed && p.State != Listen
-	reused := carried || (!prev.ClosedAt.IsZero() && now.Sub(prev.ClosedAt) < 2*t.cfg.MSL)
 	t.fresh(c, prev.Tuple, now)
 	c.Ends[0].Stack, c.Ends[1].Stack = prev.Ends[0].Stack, prev.Ends[1].Stack
 	c.PrevID = prev.ID
 	c.Incarnation = prev.Incarnation + 1
 	c.Opener = int8(from)
-	c.Reused = reused
+	c.Reused = carried
 	if carried {
 		c.Ends[1-from] = p
 	} else {
@@ -289,10 +342,13 @@ func (t *Tracker) expire(now time.Time) {
 		c := &t.conns[s]
 		idle := now.Sub(c.Last)
 		if idle < t.cfg.Idle {
-			c.age(now, t.cfg.MSL)
+			c.age(now, &t.cfg)
 			if !(c.Ends[0].State <= Listen && c.Ends[1].State <= Listen && idle >= 2*t.cfg.MSL) {
 				return
 			}
+		}
+		if t.cfg.OnForget != nil {
+			t.cfg.OnForget(c, int(s), Expired)
 		}
 		t.remove(s)
 		t.stats.Expired.Add(1)
@@ -337,7 +393,13 @@ func (t *Tracker) lookup(key segment.Tuple) int {
 // insert takes a slot for key (evicting the least recently active
 // connection when none is free) and indexes it. The caller fills the Conn.
 func (t *Tracker) insert(key segment.Tuple) int {
+	if len(t.free) == 0 && len(t.conns) < t.cfg.MaxConns {
+		t.resize(min(2*len(t.conns), t.cfg.MaxConns))
+	}
 	if len(t.free) == 0 {
+		if t.cfg.OnForget != nil {
+			t.cfg.OnForget(&t.conns[t.tail], int(t.tail), Evicted)
+		}
 		t.remove(t.tail)
 		t.stats.Evicted.Add(1)
 	}

@@ -108,7 +108,7 @@ func run(t *testing.T, sc scenario, cfg Config) *Tracker {
 		if c == nil {
 			t.Fatalf("%s: connection not tracked", label)
 		}
-		c.age(now, tr.cfg.MSL)
+		c.age(now, &tr.cfg)
 		got := [2]State{c.Ends[c.End(clientAddr)].State, c.Ends[c.End(deviceAddr)].State}
 		if want := [2]State{st.client, st.device}; got != want {
 			t.Errorf("%s: states (client, device) = %v, want %v", label, got, want)
@@ -233,10 +233,10 @@ func TestCloseTransitions(t *testing.T) {
 			{at: 5 * time.Second, do: "pass", from: "c", flags: "SYN", seq: 900000, events: "new+reuses-tuple", client: SynSent, device: TimeWait},
 			// lwIP answers an out-of-window SYN with an ACK of the old
 			// connection; Linux answers that with an RST; lwIP ignores it.
-			{at: 5 * time.Second, do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "none", client: SynSent, device: TimeWait},
+			{at: 5 * time.Second, do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "stale-ack", client: SynSent, device: TimeWait},
 			{at: 5 * time.Second, do: "pass", from: "c", flags: "RST", seq: 1022, events: "none", client: SynSent, device: TimeWait},
 			{at: 6 * time.Second, do: "pass", from: "c", flags: "SYN", seq: 900000, events: "retransmission+reuses-tuple+after-rst", client: SynSent, device: TimeWait},
-			{at: 6 * time.Second, do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "after-rst", client: SynSent, device: TimeWait},
+			{at: 6 * time.Second, do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "after-rst+stale-ack", client: SynSent, device: TimeWait},
 			// After 2·MSL the pcb is gone and the listener answers.
 			{at: 125 * time.Second, do: "pass", from: "c", flags: "SYN", seq: 900000, events: "retransmission+reuses-tuple+after-rst", client: SynSent, device: Closed},
 			{at: 125 * time.Second, do: "pass", from: "d", flags: "SYN+ACK", seq: 77000, ack: 900001, events: "acks-syn+after-rst", client: Established, device: SynReceived},

@@ -34,8 +34,10 @@ func analyzeCommand() *cli.Command {
 			&cli.StringFlag{Name: "run", Usage: "lab run `DIR`: read its run.yaml (workload_start, workload_end); with no FILE, analyse its captures and logs"},
 			&cli.BoolFlag{Name: "split", Usage: "also cut the run at its mitigation switches (the verdict log's mitigation records): figures per phase"},
 			&cli.BoolFlag{Name: "compare", Usage: "compare two runs or captures given as the two arguments A B"},
-			&cli.DurationFlag{Name: "duel-gap", Value: 30 * time.Second, Usage: "quiet time on a tuple that ends a duel"},
+			&cli.DurationFlag{Name: "max-backoff", Value: 120 * time.Second, Usage: "longest retransmission back-off of the stacks: quiet time on a tuple that ends a duel"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 5 * time.Minute, Usage: "quiet time that ends an open connection"},
+			&cli.DurationFlag{Name: "msl", Value: 60 * time.Second, Usage: "maximum segment lifetime: TIME_WAIT is taken to last 2*MSL"},
+			&cli.IntFlag{Name: "max-tuples", Value: analysis.DefaultMaxTuples, Usage: "4-tuples held at once; beyond, the least recently active is forgotten (counted)"},
 			&cli.IntFlag{Name: "max-connections", Value: 5000, Usage: "connection rows kept in the report"},
 			&cli.BoolFlag{Name: "all", Usage: "list every connection in the text report, not only those that did not close cleanly"},
 			&cli.IntFlag{Name: "rows", Value: 20, Usage: "rows per text table"},
@@ -46,8 +48,10 @@ func analyzeCommand() *cli.Command {
 
 func analyzeAction(c *cli.Context) error {
 	cfg := analysis.Config{
-		DuelGap:        c.Duration("duel-gap"),
+		MaxBackoff:     c.Duration("max-backoff"),
 		IdleTimeout:    c.Duration("idle-timeout"),
+		MSL:            c.Duration("msl"),
+		MaxTuples:      c.Int("max-tuples"),
 		MaxConnections: c.Int("max-connections"),
 	}
 	out := c.App.Writer
