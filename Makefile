@@ -43,9 +43,10 @@ promtool:
 build: deps-lab
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/closeduel
 
-# lab runs the default experiment on the built-in bench (needs root).
+# lab runs the hypothesis matrix on the built-in bench (needs root): every
+# library experiment against the lwIP device and the Linux control, at once.
 lab: build
-	./$(BIN) lab
+	./$(BIN) lab --matrix
 
 # test runs formatting and vet checks and every test, the real-kernel ones
 # included (they need root; without it they skip and say so).

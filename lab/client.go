@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -27,6 +30,10 @@ type ClientConfig struct {
 	Concurrency int `json:"concurrency"`
 	// Linger0 sets SO_LINGER 0, so the client's close sends RST.
 	Linger0 bool `json:"linger0"`
+	// RandomPorts binds each connection to a random port of the
+	// namespace's ip_local_port_range instead of leaving the choice to the
+	// kernel's sequential search (an endpoint fix against 4-tuple reuse).
+	RandomPorts bool `json:"random_ports,omitempty"`
 	// Timeout bounds one request from connect to response; 0 leaves the
 	// connect to the kernel's SYN retries.
 	Timeout time.Duration `json:"timeout"`
@@ -141,8 +148,7 @@ func request(ctx context.Context, cfg ClientConfig) ClientEvent {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp4", cfg.Target)
+	conn, err := dial(ctx, cfg)
 	if err != nil {
 		ev.Err = fmt.Sprintf("connect: %v", err)
 		return ev
@@ -203,4 +209,36 @@ func request(ctx context.Context, cfg ClientConfig) ClientEvent {
 		}
 	}
 	return ev
+}
+
+// dial connects to cfg.Target, from a random local port of the port range
+// when cfg.RandomPorts is set (another one when that one is taken).
+func dial(ctx context.Context, cfg ClientConfig) (net.Conn, error) {
+	var d net.Dialer
+	if !cfg.RandomPorts {
+		return d.DialContext(ctx, "tcp4", cfg.Target)
+	}
+	lo, hi, err := localPortRange()
+	if err != nil {
+		return nil, err
+	}
+	for try := 0; ; try++ {
+		d.LocalAddr = &net.TCPAddr{Port: lo + rand.IntN(hi-lo+1)}
+		conn, err := d.DialContext(ctx, "tcp4", cfg.Target)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || try == 20 {
+			return conn, err
+		}
+	}
+}
+
+// localPortRange reads the namespace's net.ipv4.ip_local_port_range.
+func localPortRange() (lo, hi int, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, fmt.Errorf("lab: client: port range: %w", err)
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo < 1 || hi < lo {
+		return 0, 0, fmt.Errorf("lab: client: port range %q", strings.TrimSpace(string(b)))
+	}
+	return lo, hi, nil
 }

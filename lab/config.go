@@ -85,6 +85,9 @@ type Config struct {
 	// WaitEOF makes the client wait for the device's close before its own
 	// (see ClientConfig.WaitEOF).
 	WaitEOF bool
+	// RandomPorts makes the client pick each local port at random in its
+	// range (ClientConfig.RandomPorts).
+	RandomPorts bool
 	// PortRange narrows the client's local ports, "40000-40001", to force
 	// 4-tuple reuse; "" keeps the kernel's range.
 	PortRange string
@@ -94,6 +97,12 @@ type Config struct {
 
 	// Rules names the rule file the Inline middlebox runs (recorded only).
 	Rules string
+	// Settings lists every bench setting with where its value came from,
+	// for the record (recorded only: the fields above are what runs).
+	Settings []Setting
+	// Expect is what the run should show (a rule file's expect: section
+	// for this device); the run is checked against it at the end.
+	Expect []Expectation
 	// Inline is the middlebox on the bridge; nil runs the bench without
 	// one (capture only).
 	Inline Inline
@@ -108,6 +117,12 @@ type Config struct {
 	// CacheDir holds the compiled device program (default the user's
 	// cache directory).
 	CacheDir string
+	// Gate, when set, is called once the bench is up and the device
+	// answers, before the client starts; the run waits until it returns
+	// (an error ends the run). The matrix starts every bench's workload
+	// at once with it, so no bench's set-up or teardown competes with
+	// another's workload.
+	Gate func(context.Context) error
 	// Progress receives the live progress line (nil: none). Live says it
 	// is a terminal, which the line is redrawn on.
 	Progress io.Writer

@@ -248,7 +248,7 @@ func TestLabLwIPEndToEnd(t *testing.T) {
 			return nil
 		})
 		sort.Strings(files)
-		want := []string{FileCapture, FileDevice, FileReport, FileRecord, FileVerdicts, FileWire, FileWorkload}
+		want := []string{FileCapture, FileDevice, FileReportHTML, FileReportJSON, FileReport, FileRecord, FileVerdicts, FileWire, FileWorkload}
 		sort.Strings(want)
 		if strings.Join(files, " ") != strings.Join(want, " ") {
 			t.Errorf("run directory holds %v, want %v", files, want)

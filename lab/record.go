@@ -15,11 +15,15 @@ import (
 
 // Files a run directory holds.
 const (
-	FileRecord   = "run.yaml"       // every setting, versions, seed, results
-	FileReport   = "report.txt"     // the report printed at the end
-	FileWorkload = "workload.log"   // the client's ClientEvents (JSON Lines)
-	FileDevice   = "device.log"     // the device's DeviceEvents (JSON Lines)
-	FileVerdicts = "verdicts.jsonl" // the middlebox's verdict log (written by the Inline)
+	FileRecord = "run.yaml"   // every setting, versions, seed, results
+	FileReport = "report.txt" // the report printed at the end
+	// FileReportJSON and FileReportHTML are the analysis report of the
+	// run as JSON and as an offline page.
+	FileReportJSON = "report.json"
+	FileReportHTML = "report.html"
+	FileWorkload   = "workload.log"   // the client's ClientEvents (JSON Lines)
+	FileDevice     = "device.log"     // the device's DeviceEvents (JSON Lines)
+	FileVerdicts   = "verdicts.jsonl" // the middlebox's verdict log (written by the Inline)
 	// FileCapture is the capture the report is built from: the
 	// middlebox's, with each verdict as a packet comment, when an Inline
 	// runs; the lab's own capture of the bridge otherwise.
@@ -85,6 +89,7 @@ type Record struct {
 		Requests    int               `yaml:"requests"`
 		Concurrency int               `yaml:"concurrency"`
 		Linger0     bool              `yaml:"linger0"`
+		RandomPorts bool              `yaml:"random_ports,omitempty"`
 		ClientClose string            `yaml:"client_close"`
 		Timeout     string            `yaml:"timeout"`
 		Quiet       string            `yaml:"quiet"`
@@ -92,10 +97,17 @@ type Record struct {
 		Set         map[string]string `yaml:"sysctls_set,omitempty"`
 		Sysctls     map[string]string `yaml:"sysctls"`
 	} `yaml:"workload"`
-	Rules   string   `yaml:"rules"`
-	Inline  bool     `yaml:"inline"`
-	Results Results  `yaml:"results"`
-	Files   []string `yaml:"files,flow"`
+	Rules  string `yaml:"rules"`
+	Inline bool   `yaml:"inline"`
+	// Settings are the bench settings with where each came from
+	// (default, the rule file's lab: section, or a flag).
+	Settings []Setting `yaml:"settings,omitempty"`
+	Results  Results   `yaml:"results"`
+	// Expect is the rule file's expect: section for this device, checked
+	// against the results; ExpectationMet is nil without one.
+	Expect         []ExpectResult `yaml:"expect,omitempty"`
+	ExpectationMet *bool          `yaml:"expectation_met,omitempty"`
+	Files          []string       `yaml:"files,flow"`
 }
 
 // Versions records what ran.
@@ -110,14 +122,21 @@ type Versions struct {
 
 // Results are the run's figures.
 type Results struct {
-	RequestsOK     int       `yaml:"requests_ok"`
-	RequestsFailed int       `yaml:"requests_failed"`
-	RequestsLate   int       `yaml:"requests_late"`
-	MaxStartError  string    `yaml:"max_start_error"`
-	MaxGapError    string    `yaml:"max_gap_error"`
-	ClientStopped  time.Time `yaml:"client_stopped"`
-	// Frames counts the frames of the lab's own capture of the bridge.
-	Frames int `yaml:"frames"`
+	RequestsOK     int    `yaml:"requests_ok"`
+	RequestsFailed int    `yaml:"requests_failed"`
+	RequestsLate   int    `yaml:"requests_late"`
+	MaxStartError  string `yaml:"max_start_error"`
+	MaxGapError    string `yaml:"max_gap_error"`
+	// WireGapError is the largest error of the schedule as the device
+	// got it: the client's SYNs as the bench delivered them against the
+	// schedule (Summary.WireGapError; "" when they do not pair up).
+	WireGapError  string    `yaml:"wire_gap_error,omitempty"`
+	ClientStopped time.Time `yaml:"client_stopped"`
+	// Frames counts the frames of the lab's own capture of the bridge;
+	// OutOfOrder the segments in it that came out of their sender's
+	// order (the bench's in-order check; 0 is a faithful bench).
+	Frames     int `yaml:"frames"`
+	OutOfOrder int `yaml:"out_of_order"`
 	// AfterStop counts the bench's segments after the client stopped,
 	// LastAfterStop how long after it the last came.
 	AfterStop     int    `yaml:"segments_after_client_stopped"`

@@ -49,7 +49,8 @@ func WriteSummaryReport(w io.Writer, r *Result) error {
 		rec.Workload.Schedule, rec.Workload.Requests, rec.Workload.Concurrency, rec.Workload.ClientClose, rec.Workload.Quiet, ports)
 	res := &rec.Results
 	row("requests", "%d ok, %d failed, %d late", res.RequestsOK, res.RequestsFailed, res.RequestsLate)
-	row("schedule errors", "largest start %s, largest gap %s", orDash(res.MaxStartError), orDash(res.MaxGapError))
+	row("schedule errors", "largest start %s, largest gap %s; on the wire to the device %s; %d segments out of order on the bridge",
+		orDash(res.MaxStartError), orDash(res.MaxGapError), orDash(res.WireGapError), res.OutOfOrder)
 	if r.Summary != nil && !r.Summary.Stop().IsZero() {
 		after := "none"
 		if n, last := r.Summary.AfterStop(); n > 0 {
@@ -88,6 +89,9 @@ func WriteSummaryReport(w io.Writer, r *Result) error {
 		row("middlebox", "%s; verdicts by action: %s", rules, strings.Join(v, ", "))
 	} else {
 		row("middlebox", "none (bench without the inline engine)")
+	}
+	if line := r.ExpectationLine(); line != "" {
+		row("expectation ("+rec.Device.Kind.String()+")", "%s", line)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

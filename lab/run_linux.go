@@ -76,6 +76,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		w.ClientClose = "eof"
 	}
 	w.Timeout, w.Quiet, w.PortRange, w.Set = cfg.Timeout.String(), cfg.Quiet.String(), cfg.PortRange, cfg.clientSysctls()
+	w.RandomPorts = cfg.RandomPorts
+	rec.Settings = cfg.Settings
 	if cfg.Timeout == 0 {
 		w.Timeout = "kernel"
 	}
@@ -115,10 +117,16 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			WorkloadStart: rec.WorkloadStart, WorkloadEnd: rec.WorkloadEnd})
 		res.Summary = b.sum
 		rec.fillResults(b.sum, res.Analysis)
+		if rec.Results.RequestsLate == 0 {
+			if d, ok := b.sum.WireGapError(cfg.Schedule.Offsets()); ok {
+				rec.Results.WireGapError = d.Round(time.Microsecond).String()
+			}
+		}
 	}
 	rec.Results.Frames = b.frames
 	st := res.DeviceStatus
 	rec.Results.DeviceTimeWait, rec.Results.DevicePoolKills = st.TimeWait, st.PoolKilled
+	res.check(cfg.Expect)
 	// The report may read run.yaml (the analysis does): write it first.
 	rec.Finished = time.Now().UTC()
 	if werr := rec.write(dir); werr != nil {
@@ -127,7 +135,42 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if rerr := b.report(); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
+	if res.Analysis != nil {
+		if rerr := writeReportFiles(dir, res.Analysis); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
 	return res, err
+}
+
+// writeReportFiles writes report.json (the analysis report's JSON, as
+// closeduel analyze --json gives it) and report.html (its offline page)
+// beside report.txt.
+func writeReportFiles(dir string, rep *analysis.Report) error {
+	for _, f := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{
+		{FileReportJSON, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
+		}},
+		{FileReportHTML, func(w io.Writer) error { return analysis.WriteHTML(w, rep) }},
+	} {
+		out, err := os.Create(filepath.Join(dir, f.name))
+		if err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		err = f.write(out)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("lab: %s: %w", f.name, err)
+		}
+	}
+	return nil
 }
 
 // report writes report.txt and copies it to cfg.Out.
@@ -192,9 +235,13 @@ func (b *bench) run(ctx context.Context) (err error) {
 	}
 	// The summary reads what the analysis of the run directory will read:
 	// the engine's records when it runs, else this capture.
-	var onFrame func(time.Time, []byte)
+	order := newOrderCheck()
+	onFrame := func(t time.Time, frame []byte) { order.add(frame) }
 	if cfg.Inline == nil {
-		onFrame = b.sum.AddFrame
+		onFrame = func(t time.Time, frame []byte) {
+			order.add(frame)
+			b.sum.AddFrame(t, frame)
+		}
 	}
 	capt, err := OpenCapture(topo.Bridge, topology.BridgeName, wire, onFrame)
 	if err != nil {
@@ -207,6 +254,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		capStop()
 		err = errors.Join(err, <-capDone)
 		b.frames = int(capt.Frames())
+		b.res.Record.Results.OutOfOrder = order.outOfOrder()
 	}()
 
 	if cfg.Inline != nil {
@@ -234,6 +282,11 @@ func (b *bench) run(ctx context.Context) (err error) {
 
 	if err := probeDevice(ctx, topo.Client, cfg.DeviceAddr.Addr(), readyTimeout); err != nil {
 		return err
+	}
+	if cfg.Gate != nil {
+		if err := cfg.Gate(ctx); err != nil {
+			return err
+		}
 	}
 
 	prog := &progress{start: time.Now(), plan: cfg.Schedule.Duration() + cfg.Quiet, quiet: cfg.Quiet,
@@ -365,7 +418,8 @@ func (b *bench) startClient(ctx context.Context, prog *progress, stopped chan<- 
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	cc := ClientConfig{Target: fmt.Sprintf("%s:%d", cfg.DeviceAddr.Addr(), DefaultPort), Schedule: cfg.Schedule,
-		Concurrency: cfg.Concurrency, Linger0: cfg.Linger0, Timeout: cfg.Timeout, WaitEOF: cfg.WaitEOF}
+		Concurrency: cfg.Concurrency, Linger0: cfg.Linger0, Timeout: cfg.Timeout, WaitEOF: cfg.WaitEOF,
+		RandomPorts: cfg.RandomPorts}
 	js, _ := json.Marshal(cc)
 	onLine := func(line []byte) {
 		var ev ClientEvent

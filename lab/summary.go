@@ -34,7 +34,19 @@ type Summary struct {
 	stop     time.Time
 	after    int
 	lastSeen time.Time
+	// syns are the times the client's first SYNs (not retransmissions)
+	// left the bench toward the device, in order; synSeen dedups them.
+	syns    []time.Time
+	synSeen map[synKey]bool
 }
+
+type synKey struct {
+	port uint16
+	seq  segment.Seq
+}
+
+// maxSYNs bounds the SYN times a Summary keeps.
+const maxSYNs = 100000
 
 // NewSummary returns a Summary for a bench whose client and device have
 // these addresses; segments between other hosts are left out.
@@ -126,6 +138,16 @@ func (s *Summary) add(t time.Time, seg *segment.Segment, note analysis.Note) {
 		s.after++
 		s.lastSeen = t
 	}
+	if src == s.client && seg.Flags&(segment.SYN|segment.ACK|segment.RST) == segment.SYN && !note.Drop && len(s.syns) < maxSYNs {
+		k := synKey{seg.Src.Port(), seg.Seq}
+		if s.synSeen == nil {
+			s.synSeen = map[synKey]bool{}
+		}
+		if !s.synSeen[k] {
+			s.synSeen[k] = true
+			s.syns = append(s.syns, t)
+		}
+	}
 	s.ev = analysis.Event{Kind: analysis.EventPacket, Time: t.UnixNano(), Seg: *seg, Note: note,
 		Counted: note.Kind != analysis.NoteNone}
 	s.an.Add(&s.ev)
@@ -165,4 +187,23 @@ func (s *Summary) Close(run *analysis.RunInfo) *analysis.Report {
 		s.report = s.an.Finish()
 	}
 	return s.report
+}
+
+// WireGapError compares the client's first SYNs as they reached the
+// device with the schedule: the largest difference between a SYN's offset
+// from the first SYN and its request's offset from the first request. It
+// says how faithfully the bench delivered the workload's rhythm (the
+// client's own start errors do not see a bench that holds segments back).
+// ok is false when the SYNs do not pair with the requests one to one.
+func (s *Summary) WireGapError(offsets []time.Duration) (worst time.Duration, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.syns) != len(offsets) || len(offsets) == 0 {
+		return 0, false
+	}
+	for i, t := range s.syns {
+		d := t.Sub(s.syns[0]) - (offsets[i] - offsets[0])
+		worst = max(worst, d, -d)
+	}
+	return worst, true
 }

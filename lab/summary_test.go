@@ -423,7 +423,7 @@ func TestWriteReport(t *testing.T) {
   device                             lwip (close close, size 32, pool 5, TIME_WAIT 2*TCP_MSL)
   workload                           schedule 3x1s (4 requests), concurrency 4, client close eof, quiet 1m0s, client ports 40000-40001
   requests                           2 ok, 2 failed, 0 late
-  schedule errors                    largest start 1.2ms, largest gap 0.9ms
+  schedule errors                    largest start 1.2ms, largest gap 0.9ms; on the wire to the device -; 0 segments out of order on the bridge
   segments after the client stopped  3, the last 0.500 s after
   device at the end                  2 accepted, 2 responses, 2 closed, 0 aborted, 0 reset by the client; 0 active pcbs, 1 in TIME_WAIT; pool killed time_wait 1
   middlebox                          observe only; verdicts by action: pass 12

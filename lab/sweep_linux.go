@@ -14,7 +14,7 @@ import (
 // SweepStale removes the namespaces of lab runs whose process is gone (a
 // run killed before it could clean up) and returns their names. Runs whose
 // process still lives are left alone, so two labs can run at once. It only
-// knows default names ("l<pid>").
+// knows default names ("l<pid>") and the matrix's ("l<pid>x<cell>").
 func SweepStale() ([]string, error) {
 	names, err := netns.List(topology.NamePrefix + "l")
 	if err != nil {
@@ -28,6 +28,7 @@ func SweepStale() ([]string, error) {
 		if !ok {
 			continue
 		}
+		digits, _, _ = strings.Cut(digits, "x") // a matrix's l<pid>x<cell>
 		pid, err := strconv.Atoi(digits)
 		if err != nil || pid <= 0 || pid == os.Getpid() {
 			continue

@@ -52,7 +52,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		desc := file.Describe()
-		want := len(file.Rules) + 1
+		want := len(file.Rules) + 1 + len(file.describeLab())
 		if len(file.Rules) == 0 {
 			want++
 		}

@@ -26,10 +26,14 @@ func labCommand() *cli.Command {
 closeduel inline, device 192.168.100.99: Debian's lwIP on a tap, or --device linux),
 runs the original workload (one HTTP HEAD per new connection on --schedule), keeps
 watching for --quiet after the client stopped, prints the report, and leaves
-runs/<time>-<experiment>/ with run.yaml, report.txt, capture.pcapng, verdicts.jsonl,
-device.log and workload.log. The bench is always removed. lab/README.md documents it.` + examples(
+runs/<time>-<experiment>/ with run.yaml, report.txt, report.json, report.html,
+capture.pcapng, verdicts.jsonl, device.log and workload.log. The bench is always removed.
+A rule file's lab: section sets the bench (flags given here override it) and its
+expect: section says what the run should show. --matrix runs every library
+experiment against both devices at once and prints the table. lab/README.md documents it.` + examples(
 			"closeduel lab",
 			"closeduel lab --rules lost-final-ack --quiet 60s",
+			"closeduel lab --matrix",
 			"closeduel lab --device linux --ports 40000-40001 --client-close eof --schedule 3x1s --experiment reuse-linux",
 			"closeduel lab --ab timewait-guard",
 		),
@@ -48,6 +52,7 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 			&cli.StringFlag{Name: "ports", Usage: "client local port range LOW-HIGH, e.g. 40000-40001 to force 4-tuple reuse"},
 			&cli.IntFlag{Name: "concurrency", Value: 1, Usage: "requests in flight at most"},
 			&cli.BoolFlag{Name: "linger0", Usage: "client sets SO_LINGER 0 (its close sends RST)"},
+			&cli.BoolFlag{Name: "random-ports", Usage: "client picks each local port at random in its range (not the kernel's sequential search)"},
 			&cli.StringFlag{Name: "client-close", Value: "head", Usage: "head: close once the response head is in (races the device's FIN, as curl -I); eof: wait for the device's close first"},
 			&cli.DurationFlag{Name: "timeout", Value: lab.DefaultTimeout, Usage: "per-request timeout; 0: the kernel's SYN retries decide"},
 			&cli.StringFlag{Name: "rfc1337", Usage: "client net.ipv4.tcp_rfc1337 (0 or 1; default: the kernel's)"},
@@ -60,6 +65,10 @@ device.log and workload.log. The bench is always removed. lab/README.md document
 			&cli.BoolFlag{Name: "lab-summary", Usage: "report the analysis the run fed while it went on, without reading the run directory again"},
 			&cli.StringSliceFlag{Name: "mitigation", Usage: "switch this middlebox mitigation on for the run (repeat; " + strings.Join(mitigate.Names(), ", ") + ")"},
 			&cli.StringFlag{Name: "ab", Usage: "run the workload twice, without and with mitigation or endpoint fix `NAME`, and compare (alone: the experiment NAME targets)"},
+			&cli.BoolFlag{Name: "matrix", Usage: "run every library experiment against lwIP and Linux at once and print the table (matrix.json, matrix.html)"},
+			&cli.StringSliceFlag{Name: "experiments", Usage: "with --matrix: only these library experiments (repeat; default all)"},
+			&cli.StringSliceFlag{Name: "devices", Usage: "with --matrix: only these devices (default lwip and linux)"},
+			&cli.IntFlag{Name: "parallel", Value: defaultMatrixParallel, Usage: "with --matrix: benches running at once (0: all; more cells than that run in waves)"},
 		},
 		Action: labAction,
 		Subcommands: []*cli.Command{
@@ -89,93 +98,28 @@ func labAction(c *cli.Context) error {
 	if c.IsSet("ab") {
 		return labAB(c)
 	}
-	cfg := lab.Config{
-		Experiment: c.String("experiment"), RunsDir: c.String("runs"), Command: os.Args, Version: version,
-		Seed: c.Int64("seed"), Size: c.Int("size"), TimeWait: c.Duration("time-wait"), Quiet: c.Duration("quiet"),
-		Concurrency: c.Int("concurrency"), Linger0: c.Bool("linger0"), PortRange: c.String("ports"),
-		Rules: c.String("rules"), Name: c.String("name"), Sysctls: map[string]string{},
-	}
-	var err error
 	bad := func(err error) error { return &exitError{code: 2, err: err} }
-	if cfg.Device, err = lab.ParseDeviceKind(c.String("device")); err != nil {
+	if c.Bool("matrix") {
+		return matrixAction(c)
+	}
+	f, err := loadRules(c.Context, c.String("rules"), false)
+	if err != nil {
 		return bad(err)
 	}
-	if cfg.Close, err = lab.ParseCloseMode(c.String("close")); err != nil {
+	warnRules(logger(c), f)
+	vals := mergeLabSettings(c, f)
+	cfg, err := vals.config()
+	if err != nil {
 		return bad(err)
 	}
-	if cfg.Schedule, err = lab.ParseSchedule(c.String("schedule")); err != nil {
-		return bad(err)
-	}
-	switch c.String("client-close") {
-	case "head":
-	case "eof":
-		cfg.WaitEOF = true
-	default:
-		return bad(fmt.Errorf("lab: --client-close %q: want head or eof", c.String("client-close")))
-	}
-	cfg.Pool = c.Int("pool")
-	if cfg.Pool == 0 {
-		cfg.Pool = -1 // no limit
-	}
-	cfg.Timeout = c.Duration("timeout")
-	if cfg.Timeout == 0 {
-		cfg.Timeout = -1 // the kernel decides
-	}
-	if cfg.Quiet == 0 {
-		cfg.Quiet = -1
-	}
-	for flag, key := range map[string]string{"rfc1337": "net.ipv4.tcp_rfc1337", "tw-reuse": "net.ipv4.tcp_tw_reuse",
-		"timestamps": "net.ipv4.tcp_timestamps", "fin-timeout": "net.ipv4.tcp_fin_timeout"} {
-		if c.IsSet(flag) {
-			cfg.Sysctls[key] = c.String(flag)
-		}
-	}
-	for _, kv := range c.StringSlice("sysctl") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return bad(fmt.Errorf("lab: --sysctl %q: want KEY=VALUE", kv))
-		}
-		cfg.Sysctls[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
+	cfg.Experiment, cfg.RunsDir, cfg.Command, cfg.Version = c.String("experiment"), c.String("runs"), os.Args, version
+	cfg.Seed, cfg.Rules, cfg.Name = c.Int64("seed"), c.String("rules"), c.String("name")
+	cfg.Expect = labExpectations(f, cfg.Device)
 	if !c.Bool("no-inline") {
-		f, err := loadRules(c.Context, cfg.Rules, false)
-		if err != nil {
+		if err := labMitigations(c, f); err != nil {
 			return bad(err)
 		}
-		warnRules(logger(c), f)
-		// The seed in run.yaml is the one the rules draw from: --seed
-		// overrides the rule file's, and a file without one gets the
-		// run's.
-		switch {
-		case c.IsSet("seed"):
-			f.Seed = uint64(cfg.Seed)
-		case f.Seed != 0:
-			cfg.Seed = int64(f.Seed)
-		default:
-			cfg.Seed = time.Now().UnixNano()
-			f.Seed = uint64(cfg.Seed)
-		}
-		for _, name := range c.StringSlice("mitigation") {
-			n, ok := mitigate.ParseName(name)
-			if !ok {
-				return bad(fmt.Errorf("lab: --mitigation %q: no such mitigation; the mitigations are %s", name, strings.Join(mitigate.Names(), ", ")))
-			}
-			if !f.HasRoles() {
-				return bad(fmt.Errorf("lab: --mitigation %s needs a rule file with hosts: (--rules), to tell the client from the device", name))
-			}
-			f.Mitigations = f.Mitigations.With(n, true)
-		}
-		if cfg.Experiment == "" && cfg.Rules != "" && f.Experiment != "" {
-			cfg.Experiment = f.Experiment
-		}
-		var mits []string
-		for _, n := range mitigate.All() {
-			if f.Mitigations.Has(n) {
-				mits = append(mits, n.String())
-			}
-		}
-		cfg.Inline = &lab.Engine{Decider: rules.NewDecider(f, rules.Options{}), Rules: cfg.Rules, RulesSHA256: f.SHA256,
-			Experiment: f.Experiment, Version: version, Summary: summaryFields, Mitigations: mits}
+		labInline(&cfg, f, c.IsSet("seed"))
 	}
 	if cfg.Experiment == "" && cfg.Rules != "" {
 		cfg.Experiment = strings.TrimSuffix(filepath.Base(cfg.Rules), filepath.Ext(cfg.Rules))
@@ -202,6 +146,56 @@ func labAction(c *cli.Context) error {
 		fmt.Fprintf(out, "run directory: %s\n", res.Dir)
 	}
 	return err
+}
+
+// labInline puts the engine with rule file f on the bench. The seed in
+// run.yaml is the one the rules draw from: --seed (seedSet) overrides the
+// rule file's, and a file without one gets the run's.
+func labInline(cfg *lab.Config, f *rules.File, seedSet bool) {
+	switch {
+	case seedSet:
+		f.Seed = uint64(cfg.Seed)
+	case f.Seed != 0:
+		cfg.Seed = int64(f.Seed)
+	default:
+		cfg.Seed = time.Now().UnixNano()
+		f.Seed = uint64(cfg.Seed)
+	}
+	if cfg.Experiment == "" && cfg.Rules != "" && f.Experiment != "" {
+		cfg.Experiment = f.Experiment
+	}
+	var mits []string
+	for _, n := range mitigate.All() {
+		if f.Mitigations.Has(n) {
+			mits = append(mits, n.String())
+		}
+	}
+	cfg.Inline = &lab.Engine{Decider: rules.NewDecider(f, rules.Options{}), Rules: cfg.Rules, RulesSHA256: f.SHA256,
+		Experiment: f.Experiment, Version: version, Summary: summaryFields, Mitigations: mits}
+}
+
+// labMitigations switches on the mitigations --mitigation names in f.
+func labMitigations(c *cli.Context, f *rules.File) error {
+	for _, name := range c.StringSlice("mitigation") {
+		n, ok := mitigate.ParseName(name)
+		if !ok {
+			return fmt.Errorf("lab: --mitigation %q: no such mitigation; the mitigations are %s", name, strings.Join(mitigate.Names(), ", "))
+		}
+		if !f.HasRoles() {
+			return fmt.Errorf("lab: --mitigation %s needs a rule file with hosts: (--rules), to tell the client from the device", name)
+		}
+		f.Mitigations = f.Mitigations.With(n, true)
+	}
+	return nil
+}
+
+// labExpectations returns the rule file's expectations about a device.
+func labExpectations(f *rules.File, dev lab.DeviceKind) []lab.Expectation {
+	var out []lab.Expectation
+	for _, e := range f.ExpectFor(dev.String()) {
+		out = append(out, lab.Expectation{Figure: e.Figure, Lo: e.Lo, Hi: e.Hi, Want: strings.TrimPrefix(e.String(), e.Figure+" ")})
+	}
+	return out
 }
 
 // analysisReport writes the analysis report of the run directory (as

@@ -54,6 +54,7 @@
 #include "lwip/tcp.h"
 #include "lwip/tcpip.h"
 #include "lwip/timeouts.h"
+#include "netif/ethernet.h"
 #include "netif/tapif.h"
 
 enum close_mode { CLOSE_AFTER_SEND, CLOSE_WAIT_CLIENT, CLOSE_ABORT };
@@ -402,11 +403,15 @@ static int needs_new_pcb(struct pbuf *p)
 }
 
 /* input runs in the tap reader thread for every received frame: it keeps
- * the pcb pool as the ESP8266's before handing the frame to lwIP. */
+ * the pcb pool as the ESP8266's before handing the frame to lwIP. With a
+ * pool the frame is processed right here, under the same core lock as the
+ * check (as LWIP_TCPIP_CORE_LOCKING_INPUT does), so that SYNs arriving in
+ * a burst each see the pcbs the ones before them made; queued to the
+ * tcpip thread they would all be checked before any pcb exists. */
 static err_t input(struct pbuf *p, struct netif *inp)
 {
 	if (opt.pool > 0) {
-		int drop = 0;
+		err_t err = ERR_OK;
 		LOCK_TCPIP_CORE();
 		if (needs_new_pcb(p)) {
 			while (pcb_count() >= opt.pool)
@@ -414,14 +419,14 @@ static err_t input(struct pbuf *p, struct netif *inp)
 					break;
 			if (pcb_count() >= opt.pool) {
 				cnt.dropped_syns++;
-				drop = 1;
+				pbuf_free(p);
+				UNLOCK_TCPIP_CORE();
+				return ERR_OK;
 			}
 		}
+		err = ethernet_input(p, inp);
 		UNLOCK_TCPIP_CORE();
-		if (drop) {
-			pbuf_free(p);
-			return ERR_OK;
-		}
+		return err;
 	}
 	return tap_input(p, inp);
 }
