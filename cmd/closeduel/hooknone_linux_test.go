@@ -70,6 +70,9 @@ func TestHookNoneRecipe(t *testing.T) {
 					}
 				}
 			}
+			if i == 0 {
+				docIsCurrent(t, out.String())
+			}
 			runLines(install)
 			if ok := httpRequests(t, b.Client, hostB+":80", 3); ok != 3 {
 				t.Errorf("A>B: %d of 3 requests", ok)
@@ -125,4 +128,23 @@ func recipeSections(out string) (install, remove []string) {
 		}
 	}
 	return install, remove
+}
+
+// docIsCurrent checks that docs/deploy.md shows the recipe as run prints
+// it (there for --queue 7; here --queue 9).
+func docIsCurrent(t *testing.T, out string) {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "  ") && !strings.HasSuffix(l, ":") {
+			continue
+		}
+		l = strings.NewReplacer("CLOSEDUEL-9", "CLOSEDUEL-7", "queue-num 9", "queue-num 7", "forward9", "forward7", "queue num 9", "queue num 7").Replace(l)
+		if !strings.Contains(string(doc), l+"\n") {
+			t.Errorf("docs/deploy.md does not show the recipe line %q", l)
+		}
+	}
 }

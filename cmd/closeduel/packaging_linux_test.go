@@ -30,6 +30,7 @@ func unitRoot(t *testing.T, unitText string) string {
 	copies := [][2]string{
 		{buildBinary(t), "usr/local/bin/closeduel"},
 		{"/usr/bin/kill", "usr/bin/kill"},
+		{"/bin/sh", "usr/bin/sh"},
 		{"../../packaging/closeduel.env", "etc/closeduel/closeduel.env"},
 	}
 	for _, c := range copies {
@@ -139,6 +140,41 @@ func TestEnvironmentFileNamesRealFlags(t *testing.T) {
 		if _, err := parseHost(h); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestSystemdUnitKeepsEarlierLogs runs the unit's ExecStartPre as systemd
+// would (after its $$ and %% unescaping, with the environment file's
+// variables): the previous start's logs are renamed, nothing else moves.
+func TestSystemdUnitKeepsEarlierLogs(t *testing.T) {
+	pre := readKeyValues(t, "../../packaging/closeduel.service")["ExecStartPre"]
+	if len(pre) != 1 || !strings.HasPrefix(pre[0], "/bin/sh -c '") || !strings.HasSuffix(pre[0], "'") {
+		t.Fatalf("ExecStartPre=%q: want one /bin/sh -c '...'", pre)
+	}
+	script := strings.TrimSuffix(strings.TrimPrefix(pre[0], "/bin/sh -c '"), "'")
+	script = strings.NewReplacer("$$", "$", "%%", "%").Replace(script)
+	dir := t.TempDir()
+	for _, f := range []string{"verdicts.jsonl", "capture.pcapng", "other.txt"} {
+		os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644)
+	}
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = append(os.Environ(), "CLOSEDUEL_LOG="+filepath.Join(dir, "verdicts.jsonl"), "CLOSEDUEL_PCAP="+filepath.Join(dir, "capture.pcapng"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ExecStartPre: %v\n%s", err, out)
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	var got []string
+	for _, n := range names {
+		got = append(got, filepath.Base(n))
+	}
+	if len(got) != 3 || got[1] != "other.txt" || !strings.HasPrefix(got[0], "capture.pcapng.20") || !strings.HasPrefix(got[2], "verdicts.jsonl.20") {
+		t.Fatalf("after ExecStartPre: %q, want both logs renamed with their time and other.txt untouched", got)
+	}
+	// With no logs configured it does nothing and succeeds.
+	cmd = exec.Command("/bin/sh", "-c", script)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ExecStartPre without logs: %v\n%s", err, out)
 	}
 }
 
