@@ -244,6 +244,10 @@ func (a *Analyzer) packet(e *Event) {
 		a.infer.opened(c, tc, e.Time)
 	}
 	di := c.dir(seg)
+	// Whether this is its sender's first acknowledgment of the other
+	// side's FIN (before update notes it).
+	firstFinAck := seg.Flags&segment.ACK != 0 && !c.d[di].finAckSent && c.d[1-di].finSeen &&
+		!seg.Ack.LessThan(c.d[1-di].finEnd)
 	wasConflict := c.conflict
 	wasIgnored, wasReuse := c.ignoredRSTs, c.twReuse
 	retrans := c.update(di, seg, &e.Note, e.Time, tc, acceptable)
@@ -252,7 +256,7 @@ func (a *Analyzer) packet(e *Event) {
 		// The acknowledgment of the FIN that put its sender in
 		// TIME-WAIT is the last step of the close, not after it.
 		c.finalAck = 0
-		if ev&tcpstate.AcksFIN != 0 && !seg.Flags.Any(segment.SYN|segment.FIN|segment.RST) {
+		if firstFinAck && !seg.Flags.Any(segment.SYN|segment.FIN|segment.RST) {
 			wasClosed = false
 		}
 	}

@@ -31,8 +31,11 @@ type dirState struct {
 	wscale   int8 // from the SYN; -1 when none
 	finSeen  bool
 	finAcked bool
-	finEnd   segment.Seq // seq just after the first FIN
-	payload  int
+	// finAckSent: the direction sent an ACK of the other's FIN (delivered
+	// or not).
+	finAckSent bool
+	finEnd     segment.Seq // seq just after the first FIN
+	payload    int
 }
 
 // histMax is the longest history string; a '+' marks a cut.
@@ -406,8 +409,11 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64, tc *t
 			s.finEnd = seg.End()
 		}
 	}
-	if f&segment.ACK != 0 && delivered && o.finSeen && !o.finAcked && !seg.Ack.LessThan(o.finEnd) {
-		o.finAcked = true
+	if f&segment.ACK != 0 && o.finSeen && !seg.Ack.LessThan(o.finEnd) {
+		s.finAckSent = true
+		if delivered {
+			o.finAcked = true
+		}
 	}
 
 	// An earlier acceptable RST from the other side that this side keeps

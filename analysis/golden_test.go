@@ -34,11 +34,16 @@ var knownAnswers = map[string]outcome{
 	"linux-port-reuse": {Connections: 4, Clean: 4, TWReuse: 3},
 	"lwip-port-reuse": {Connections: 51, Clean: 4, Failed: 46, Duels: 3, DuelSegments: 666, Retrans: 191,
 		SYNRetrans: 191, RSTs: 237, Ignored: 187, TWReuse: 33},
+	// Every client ACK of the device's FIN dropped: one duel per
+	// connection, the FIN back-off until an RST (TestLongLostFinalAck).
+	"lwip-long-lost-final-ack": {Connections: 10, Duels: 10, DuelSegments: 120, Retrans: 60, FINRetrans: 60, RSTs: 10},
+	// The same run as the lab's bridge saw it: a plain capture.
+	"lwip-long-lost-final-ack-wire": {Connections: 10, Duels: 10, DuelSegments: 120, Retrans: 60, FINRetrans: 60, RSTs: 10},
 }
 
 func labCapturePaths(t *testing.T) []string {
 	t.Helper()
-	paths, err := filepath.Glob("testdata/*.pcap")
+	paths, err := filepath.Glob("testdata/*.pcap*")
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no captures in testdata: %v", err)
 	}

@@ -1,0 +1,125 @@
+package analysis
+
+import (
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tsharkRSTs returns, per client port, the time of the last RST tshark
+// (two-pass) sees on the tuple.
+func tsharkRSTs(t *testing.T, path string) map[string]time.Time {
+	t.Helper()
+	out, err := exec.Command("tshark", "-2", "-r", path, "-Y", "tcp.flags.reset==1", "-T", "fields",
+		"-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "frame.time_epoch").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	rsts := map[string]time.Time{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			continue
+		}
+		port := f[0]
+		if port == "80" {
+			port = f[1]
+		}
+		sec, frac, _ := strings.Cut(f[2], ".")
+		s, _ := strconv.ParseInt(sec, 10, 64)
+		frac = (frac + "000000000")[:9]
+		ns, _ := strconv.ParseInt(frac, 10, 64)
+		rsts[port] = time.Unix(s, ns).UTC()
+	}
+	return rsts
+}
+
+// TestLongLostFinalAck: the lab's long lost-final-ack run with the real
+// lwIP device (testdata/README.md): every pure ACK the client sends of the
+// device's FIN dropped, 200 s of watching. The device retransmits its FIN
+// with back-off, Linux's TIME-WAIT acknowledges each (dropped again), and
+// the FIN after the longest gap meets an RST, two minutes after the client
+// stopped. Against tshark, on closeduel's capture (with its drops and the
+// run's metadata) and on the lab's own bridge capture (a plain capture:
+// every segment looks delivered, no run metadata): the connections are
+// tshark's streams, the retransmissions and RSTs its counts, and each
+// connection has exactly one duel that lasts until the tuple's RST and goes
+// on after the client stopped (inferred, on the plain capture).
+func TestLongLostFinalAck(t *testing.T) {
+	requireTool(t, "tshark")
+	run, err := ReadRun("testdata/lwip-long-lost-final-ack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runInputs, err := RunInputs("testdata/lwip-long-lost-final-ack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		paths   []string
+		run     *RunInfo
+		capture string
+	}{
+		{"closeduel's capture and log, with run metadata", runInputs, run, "testdata/lwip-long-lost-final-ack/capture.pcapng"},
+		{"the lab's plain bridge capture", []string{"testdata/lwip-long-lost-final-ack-wire.pcapng"}, nil, "testdata/lwip-long-lost-final-ack-wire.pcapng"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := analyzeFiles(t, Config{Run: tc.run}, tc.paths...)
+			streams, retrans, rsts := tsharkCounts(t, tc.capture)
+			if got, want := []int{r.Totals.Connections, r.Totals.Retransmissions, r.Totals.RSTs}, []int{streams, retrans, rsts}; !slices.Equal(got, want) {
+				t.Errorf("[connections retransmissions RSTs] = %v, tshark %v", got, want)
+			}
+			if streams != 10 {
+				t.Errorf("tshark has %d streams, want the run's 10 requests", streams)
+			}
+			wend := run.WorkloadEnd
+			if tc.run == nil {
+				// Inferred: the client's last new connection, which the
+				// run's workload_end (its last request's start) precedes by
+				// the time to send the SYN.
+				if r.InferredWorkloadEnd.IsZero() || r.InferredWorkloadEnd.Before(wend) || r.InferredWorkloadEnd.Sub(wend) > 50*time.Millisecond {
+					t.Errorf("inferred workload end %v, want just after the run's %v", r.InferredWorkloadEnd, wend)
+				}
+				wend = r.InferredWorkloadEnd
+			} else if !r.InferredWorkloadEnd.IsZero() {
+				t.Errorf("inferred a workload end %v although the run says %v", r.InferredWorkloadEnd, wend)
+			}
+			lastRST := tsharkRSTs(t, tc.capture)
+			duels := map[int][]Duel{}
+			for _, d := range r.Duels {
+				duels[d.Connection] = append(duels[d.Connection], d)
+			}
+			if r.Totals.Duels != len(r.Connections) || r.Totals.DuelsAfterWorkload != len(r.Connections) {
+				t.Errorf("%d duels, %d after the workload; want one per connection (%d), each after it", r.Totals.Duels, r.Totals.DuelsAfterWorkload, len(r.Connections))
+			}
+			for _, c := range r.Connections {
+				port := c.Orig[strings.LastIndexByte(c.Orig, ':')+1:]
+				ds := duels[c.ID]
+				if len(ds) != 1 {
+					t.Errorf("connection %s: %d duels, want 1", c.Orig, len(ds))
+					continue
+				}
+				d := ds[0]
+				rst, ok := lastRST[port]
+				if !ok {
+					t.Errorf("connection %s: tshark shows no RST", c.Orig)
+					continue
+				}
+				if !d.End.Equal(rst) || d.Ongoing {
+					t.Errorf("connection %s: duel ends %v (ongoing %v), want at the RST %v", c.Orig, d.End, d.Ongoing, rst)
+				}
+				if d.Duration < 100 || d.Cause != CauseAfterFIN || d.ByDirection[1].FIN < 5 || d.ByDirection[0].RST != 1 {
+					t.Errorf("connection %s: duel %vs, cause %s, device FINs %d, client RSTs %d; want the FIN back-off until the RST (over 100 s)",
+						c.Orig, d.Duration, d.Cause, d.ByDirection[1].FIN, d.ByDirection[0].RST)
+				}
+				if d.AfterWorkload == nil || !*d.AfterWorkload || d.End.Sub(wend) < 100*time.Second {
+					t.Errorf("connection %s: after workload %v, end %v; want it going on long after the client stopped (%v)", c.Orig, d.AfterWorkload, d.End, wend)
+				}
+			}
+		})
+	}
+}
