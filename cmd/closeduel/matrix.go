@@ -125,8 +125,12 @@ func matrixAction(c *cli.Context) error {
 	if out == nil {
 		out = os.Stdout
 	}
-	m := &matrix{parallel: c.Int("parallel"), runs: c.String("runs"), out: out, progress: os.Stderr,
-		live: isTerminal(os.Stderr), seedSet: c.IsSet("seed"), seed: c.Int64("seed")}
+	var progress io.Writer = os.Stderr
+	if c.App.ErrWriter != nil {
+		progress = c.App.ErrWriter
+	}
+	m := &matrix{parallel: c.Int("parallel"), runs: c.String("runs"), out: out, progress: progress,
+		live: progress == io.Writer(os.Stderr) && isTerminal(os.Stderr), seedSet: c.IsSet("seed"), seed: c.Int64("seed")}
 	_, err := m.run(c, cells)
 	return err
 }

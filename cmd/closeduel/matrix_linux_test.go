@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/closeduel/closeduel/internal/roottest"
+	"github.com/closeduel/closeduel/lab"
+	"github.com/closeduel/closeduel/rules"
+	"github.com/closeduel/closeduel/segment"
+)
+
+// TestMain lets the test binary play the lab's helpers: the matrix starts
+// os.Executable() with "lab client --config ..." in the client namespace.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 5 && os.Args[1] == "lab" && os.Args[3] == "--config" &&
+		(os.Args[2] == lab.HelperClient || os.Args[2] == lab.HelperLinuxDevice) {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := lab.RunHelper(ctx, os.Args[2], os.Args[4], os.Stdout)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// wireCount is a figure of the lab's own capture of the bridge (every
+// frame as its host sent it, before closeduel's verdict) that an
+// experiment must show: who sent how many segments with a flag.
+type wireCount struct {
+	experiment, device string
+	// key is "client FIN", "device RST", "client SYN" (a SYN without
+	// ACK), ...
+	key    string
+	lo, hi int
+	why    string
+}
+
+const many = 1 << 30
+
+// wireCounts are the experiments' mechanisms as the hosts put them on the
+// wire, next to their expect: sections (checked from the analysis).
+var wireCounts = []wireCount{
+	{"observe-only", "lwip", "device RST", 0, 0, "nothing is changed: no RST"},
+	{"observe-only", "lwip", "device FIN", 6, 6, "one FIN per request"},
+	{"reused-tuple", "lwip", "client SYN", 6, many, "the reusing SYNs are retransmitted into the device's TIME_WAIT"},
+	{"reused-tuple", "lwip", "client RST", 4, many, "Linux answers each of lwIP's ACKs of the old connection with an RST"},
+	{"reused-tuple", "linux", "client RST", 0, 0, "Linux's TIME_WAIT accepts the newer SYN"},
+	{"lost-fin-acks", "lwip", "device FIN", 12, many, "lwIP retransmits its FIN 1.5, 4.5, 10.5, 22.5 s after the close"},
+	{"lost-fin-acks", "lwip", "device RST", 0, 0, "lwIP never gives up within the run"},
+	{"lost-final-ack", "lwip", "device FIN", 6, many, "each FIN sent twice"},
+	{"lost-device-fin", "lwip", "device FIN", 6, many, "each FIN sent twice"},
+	{"device-fin-to-rst", "lwip", "device FIN", 10, many, "the FIN (turned into an RST on the way) and its retransmission"},
+	{"device-fin-to-rst", "lwip", "client RST", 5, many, "the retransmitted FIN meets a closed socket"},
+	{"client-rst-lost", "lwip", "client RST", 10, many, "the lost RST and the one the device's next segment draws"},
+	{"client-abort", "lwip", "client RST", 5, many, "SO_LINGER 0"},
+	{"client-abort", "lwip", "client FIN", 0, 0, "an abortive close sends no FIN"},
+	{"pool-exhausted", "lwip", "device RST", 1, many, "the pool frees its oldest active pcb with an RST"},
+	{"pool-exhausted", "linux", "device RST", 0, 0, "no pool"},
+	{"rst-instead-of-fin", "lwip", "device RST", 5, many, "lwIP resets from CLOSE_WAIT instead of sending its FIN"},
+	{"rst-instead-of-fin", "lwip", "device FIN", 0, 0, "no FIN at all"},
+	{"rst-instead-of-fin", "linux", "device FIN", 5, many, "Linux closes with a FIN"},
+	{"simultaneous-close", "lwip", "client FIN", 3, 3, "one FIN each way per connection"},
+	{"simultaneous-close", "lwip", "device FIN", 3, 3, "one FIN each way per connection"},
+	{"delayed-final-ack", "lwip", "device FIN", 3, many, "every connection closes"},
+	{"ack-storm", "lwip", "client FIN", 2, many, "both requests close"},
+}
+
+// TestLibraryMatrix runs `closeduel lab --matrix`: every library
+// experiment against the real lwIP device and the Linux control, all
+// benches at once, and asserts each experiment's expect: section (from
+// the analysis of its capture) and its mechanism on the wire (wireCounts).
+func TestLibraryMatrix(t *testing.T) {
+	roottest.Require(t)
+	if testing.Short() {
+		t.Skip("the matrix takes about 40 s")
+	}
+	t.Parallel()
+	runs := t.TempDir()
+	var out, progress bytes.Buffer
+	app := newApp()
+	app.Writer, app.ErrWriter = &out, &progress
+	err := app.RunContext(context.Background(), []string{"closeduel", "lab", "--matrix", "--runs", runs})
+	t.Logf("matrix:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("lab --matrix: %v\n%s", err, progress.String())
+	}
+	dirs, _ := filepath.Glob(filepath.Join(runs, "*-matrix"))
+	if len(dirs) != 1 {
+		t.Fatalf("matrix directories %v, want one", dirs)
+	}
+	var mf MatrixFile
+	data, err := os.ReadFile(filepath.Join(dirs[0], "matrix.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &mf)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mf.Schema != MatrixSchema || len(mf.Cells) != 2*len(rules.LibraryNames()) {
+		t.Fatalf("matrix.json: schema %q, %d cells, want %q and %d", mf.Schema, len(mf.Cells), MatrixSchema, 2*len(rules.LibraryNames()))
+	}
+	for _, f := range []string{"matrix.html"} {
+		if _, err := os.Stat(filepath.Join(dirs[0], f)); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, cell := range mf.Cells {
+		t.Run(cell.Experiment+"/"+cell.Device, func(t *testing.T) {
+			if cell.Error != "" {
+				t.Fatalf("run failed: %s", cell.Error)
+			}
+			if cell.ExpectationMet == nil || !*cell.ExpectationMet {
+				t.Errorf("expectation not met: %+v", cell.Expect)
+			}
+			if cell.OutOfOrder != 0 {
+				t.Errorf("%d segments out of order on the bridge", cell.OutOfOrder)
+			}
+			dir := filepath.Join(dirs[0], cell.RunDir)
+			for _, f := range []string{lab.FileReport, lab.FileReportJSON, lab.FileReportHTML, lab.FileRecord} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Error(err)
+				}
+			}
+			counts := countWire(t, filepath.Join(dir, lab.FileWire))
+			for _, w := range wireCounts {
+				if w.experiment != cell.Experiment || w.device != cell.Device {
+					continue
+				}
+				if n := counts[w.key]; n < w.lo || n > w.hi {
+					hi := fmt.Sprint(w.hi)
+					if w.hi == many {
+						hi = "any"
+					}
+					t.Errorf("%s: %d on the wire, want %d to %s (%s)", w.key, n, w.lo, hi, w.why)
+				}
+			}
+		})
+	}
+}
+
+// countWire counts the capture's segments by sender and flag: "client
+// FIN", "device RST", "client SYN" (without ACK).
+func countWire(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	dec, err := segment.NewDecoder(layers.LinkTypeEthernet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	var s segment.Segment
+	for {
+		data, _, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if dec.Decode(data, &s) != nil {
+			continue
+		}
+		who := "client"
+		if s.Src.Port() == lab.DefaultPort {
+			who = "device"
+		}
+		switch {
+		case s.Flags&segment.RST != 0:
+			counts[who+" RST"]++
+		case s.Flags&segment.SYN != 0 && s.Flags&segment.ACK == 0:
+			counts[who+" SYN"]++
+		case s.Flags&segment.FIN != 0:
+			counts[who+" FIN"]++
+		}
+	}
+	return counts
+}
