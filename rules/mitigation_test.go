@@ -267,3 +267,42 @@ func TestMitigationsSection(t *testing.T) {
 		t.Errorf("mitigations on: %s, want timewait-guard", f.Mitigations)
 	}
 }
+
+// TestDuelQuench: a SYN onto a tuple the device holds in TIME-WAIT, the
+// device's old ACK, the client's RST: two turns of a duel; duel-quench
+// drops what follows on the tuple, and only that.
+func TestDuelQuench(t *testing.T) {
+	d := NewDecider(mustParse(t, mitigationFile+"mitigations: { duel-quench: on }\n"), Options{})
+	w := newWire(t)
+	deviceClosesFirst(t, d, w, 1000, 40000)
+	w.now = w.now.Add(time.Second)
+	steps := []struct {
+		from, flags string
+		seq, ack    uint32
+		want        string
+	}{
+		{"c", "SYN", 9000, 0, ""},
+		{"d", "ACK", 5022, 1012, ""},
+		{"c", "RST", 1012, 0, "duel-quench drop drop"},
+		{"c", "SYN", 9000, 0, "duel-quench drop drop"},
+		{"c", "SYN", 9000, 0, "duel-quench drop drop"},
+	}
+	for _, s := range steps {
+		w.now = w.now.Add(10 * time.Millisecond)
+		dec := decide(t, d, w.pkt(s.from, s.flags, s.seq, s.ack, 0))
+		if got := summary(&dec); got != s.want {
+			t.Fatalf("%s %s: %q, want %q", s.from, s.flags, got, s.want)
+		}
+		if dec.NInjects != 0 {
+			t.Fatalf("%s %s: %d segments injected, want none", s.from, s.flags, dec.NInjects)
+		}
+	}
+	// Another tuple is not affected.
+	w.port = 40001
+	if dec := decide(t, d, w.pkt("c", "SYN", 3000, 0, 0)); summary(&dec) != "" {
+		t.Fatalf("SYN on another tuple: %q, want it to pass", summary(&dec))
+	}
+	if st := d.MitigationStats(); st.Quenched.Load() != 1 || st.QuenchDrops.Load() != 3 {
+		t.Errorf("quenched %d, dropped %d; want 1 and 3", st.Quenched.Load(), st.QuenchDrops.Load())
+	}
+}
