@@ -148,6 +148,27 @@ func TestTimewaitGuardEndsTheReuseDuel(t *testing.T) {
 	}
 }
 
+// TestDuelQuenchStopsThePingPong: with duel-quench the reuse duel still
+// starts (its first two turns are what it waits for) but the device sees
+// no more of it: fewer segments in duels, fewer RSTs, no more failed
+// requests and no more duels than without.
+func TestDuelQuenchStopsThePingPong(t *testing.T) {
+	roottest.Require(t)
+	without, _ := labRun(t, "f", "reused-tuple", 0, reuse("3x1s", time.Second), nil)
+	with, _ := labRun(t, "g", "reused-tuple", mitigate.Set(0).With(mitigate.DuelQuench, true), reuse("3x1s", time.Second), nil)
+	t.Logf("without: %s", totals(without))
+	t.Logf("with:    %s", totals(with))
+	if without.Totals.Duels == 0 {
+		t.Fatalf("without the quench: no duel: the workload does not show the mechanism")
+	}
+	if with.Totals.Duels > without.Totals.Duels || with.Totals.FailedRequests > without.Totals.FailedRequests {
+		t.Errorf("with the quench: %d duels, %d failed requests; without: %d and %d", with.Totals.Duels, with.Totals.FailedRequests, without.Totals.Duels, without.Totals.FailedRequests)
+	}
+	if with.Totals.Duels > 0 && (with.Totals.RSTs >= without.Totals.RSTs || with.Totals.Drops == 0) {
+		t.Errorf("with the quench: %d RSTs (without %d), %d drops: the ping-pong went on", with.Totals.RSTs, without.Totals.RSTs, with.Totals.Drops)
+	}
+}
+
 // TestFinalAckRepairClosesTheDevice: the client's first ACK of the
 // device's FIN is dropped (lost-final-ack) and the client keeps no
 // TIME-WAIT: without the repair the retransmitted FIN meets a closed
