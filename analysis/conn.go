@@ -205,10 +205,12 @@ func (c *conn) seqCheck(di int, seg *segment.Segment, now int64) (retrans bool) 
 		case seglen > 0 && o.lastAck != 0 && !o.lastAck.LessThan(seg.Seq.Add(seglen)):
 			// Spurious: the receiver had acknowledged all of it.
 			retrans = true
-		case notAdvanced && o.dupAcks >= 2 && o.lastAck == seg.Seq && now-o.lastTime < fastRetransWindow:
-			// Fast: at the ack the receiver repeated.
+		case notAdvanced && o.dupAcks >= 2 && o.lastAck == seg.Seq && uint64(now-o.lastTime) < fastRetransWindow:
+			// Fast: at the ack the receiver repeated. Like Wireshark's,
+			// the gaps are unsigned: a time going backwards (a capture
+			// appended to itself) makes them huge, not recent.
 			retrans = true
-		case notAdvanced && now-s.nextTime < thr && end != s.next:
+		case notAdvanced && uint64(now-s.nextTime) < uint64(thr) && end != s.next:
 			// Out of order: soon after next advanced, not ending at it.
 		default:
 			retrans = notAdvanced
