@@ -198,3 +198,30 @@ func BenchmarkWriter(b *testing.B) {
 		})
 	}
 }
+
+// TestWriterAllocs checks that the whole log path allocates nothing per
+// event once warm: Record, then the writer's encoding of the JSON line and
+// the pcapng block and their buffered write.
+func TestWriterAllocs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{JSONPath: filepath.Join(dir, "v.jsonl"), PcapPath: filepath.Join(dir, "v.pcapng"), Buffer: 16}
+	// The held writer goroutine touches nothing until Close, so the test
+	// may drive its drain.
+	w, err := Open(cfg, withWriterGate(make(chan struct{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := fixtures(t)
+	for i := range fs {
+		ev := fs[i].ev
+		if got := testing.AllocsPerRun(1000, func() { w.Record(&ev); w.drain() }); got != 0 {
+			t.Errorf("%s: Record and write: %v allocations per event, want 0", fs[i].name, got)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Written != st.Recorded || st.Lost != 0 {
+		t.Errorf("Stats %+v, want every event written", st)
+	}
+}

@@ -2,6 +2,7 @@ package verdictlog
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"runtime"
@@ -9,32 +10,35 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/closeduel/closeduel/nfq"
 )
 
+// ne is the byte order NgWriter writes the section in.
+var ne = binary.LittleEndian
+
 // InterfaceName is the name of the one interface in every capture.
 const InterfaceName = "closeduel"
 
-// pcapOut writes event records as pcapng enhanced packet blocks through
-// gopacket's NgWriter. NgWriter allocates for every packet (it builds an
-// option slice and boxes each option value), so this runs on the writer
-// goroutine only, never on the packet path.
+// pcapOut writes event records as pcapng enhanced packet blocks. The
+// section header, the interface description and the closing statistics go
+// through gopacket's NgWriter; the packet blocks are encoded here into a
+// reused buffer, because NgWriter allocates for every packet (it builds an
+// option slice and boxes each option value).
 type pcapOut struct {
-	buf      *bufio.Writer // below the NgWriter's own small buffer
-	ng       *pcapgo.NgWriter
-	comment  []byte    // reused comment buffer
-	comments [1]string // reused NgPacketOptions.Comments backing array
-	start    time.Time
+	buf     *bufio.Writer // below the NgWriter's own small buffer
+	ng      *pcapgo.NgWriter
+	comment []byte // reused comment buffer
+	block   []byte // reused enhanced packet block
+	start   time.Time
 }
 
 // newPcapOut writes the section header and the interface description
 // block to w and flushes them.
 func newPcapOut(w io.Writer, snapLen int, version string, start time.Time) (*pcapOut, error) {
-	p := &pcapOut{buf: bufio.NewWriterSize(w, outBufSize), comment: make([]byte, 0, 256), start: start}
+	p := &pcapOut{buf: bufio.NewWriterSize(w, outBufSize), comment: make([]byte, 0, 256), block: make([]byte, 0, 2048), start: start}
 	intf := pcapgo.NgInterface{
 		Name:                InterfaceName,
 		Description:         "packets as the closeduel NFQUEUE middlebox let them go (or dropped them)",
@@ -68,25 +72,69 @@ func userAppl(version string) string {
 }
 
 // write writes one frame; drops, when non-zero, is the number of events
-// lost just before it and goes into the frame's epb_dropcount.
+// lost just before it and goes into the frame's epb_dropcount. It
+// allocates nothing.
 func (p *pcapOut) write(r *record, drops uint64) error {
 	p.comment = appendComment(p.comment[:0], r)
-	p.comments[0] = string(p.comment)
-	opts := pcapgo.NgPacketOptions{Comments: p.comments[:]}
+	p.block = appendEPB(p.block[:0], r.left, r.data, r.origLen, p.comment, drops)
+	_, err := p.buf.Write(p.block)
+	return err
+}
+
+// pcapng block and option codes (draft-ietf-opsawg-pcapng).
+const (
+	blockEPB        = 6
+	optEndOfOpt     = 0
+	optComment      = 1
+	optEPBDropCount = 4
+)
+
+// appendEPB appends an enhanced packet block for interface 0 (whose
+// if_tsresol is 9: nanoseconds) in the section's byte order.
+func appendEPB(b []byte, t int64, data []byte, origLen int, comment []byte, drops uint64) []byte {
+	start := len(b)
+	b = ne.AppendUint32(b, blockEPB)
+	b = ne.AppendUint32(b, 0) // total length, set below
+	b = ne.AppendUint32(b, 0) // interface id
+	ts := uint64(t)
+	b = ne.AppendUint32(b, uint32(ts>>32))
+	b = ne.AppendUint32(b, uint32(ts))
+	b = ne.AppendUint32(b, uint32(len(data)))
+	b = ne.AppendUint32(b, uint32(origLen))
+	b = append(b, data...)
+	b = pad4(b, len(data))
+	if len(comment) > 0 {
+		b = ne.AppendUint16(b, optComment)
+		b = ne.AppendUint16(b, uint16(len(comment)))
+		b = append(b, comment...)
+		b = pad4(b, len(comment))
+	}
 	if drops > 0 {
-		opts.DropCount = &drops
+		b = ne.AppendUint16(b, optEPBDropCount)
+		b = ne.AppendUint16(b, 8)
+		b = ne.AppendUint64(b, drops)
 	}
-	ci := gopacket.CaptureInfo{
-		Timestamp:     time.Unix(0, r.left),
-		CaptureLength: len(r.data),
-		Length:        r.origLen,
+	b = ne.AppendUint16(b, optEndOfOpt)
+	b = ne.AppendUint16(b, 0)
+	total := uint32(len(b) - start + 4)
+	b = ne.AppendUint32(b, total)
+	ne.PutUint32(b[start+4:], total)
+	return b
+}
+
+// pad4 pads b with zeros after n bytes of content up to a multiple of 4.
+func pad4(b []byte, n int) []byte {
+	for ; n%4 != 0; n++ {
+		b = append(b, 0)
 	}
-	return p.ng.WritePacketWithOptions(ci, r.data, opts)
+	return b
 }
 
 // finish writes an interface statistics block: received is every event
 // offered, dropped the events lost for want of a slot.
 func (p *pcapOut) finish(end time.Time, received, dropped uint64) error {
+	// The NgWriter's own buffer is empty since newPcapOut flushed it, so
+	// its block lands after the packet blocks in p.buf.
 	return p.ng.WriteInterfaceStats(0, pcapgo.NgInterfaceStatistics{
 		LastUpdate:      end,
 		StartTime:       p.start,
