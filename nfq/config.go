@@ -29,10 +29,24 @@ type Config struct {
 	// Batch is how many queued packets one receive call may return;
 	// default 64.
 	Batch int
+	// CopyRange is how many bytes of each packet the kernel copies to
+	// the engine; 0 means the whole packet. A cut packet is decided as
+	// usual (the segment's lengths come from its headers), but it cannot
+	// be rewritten or duplicated: such a decision is carried out without
+	// the rewrite or the copies and counted in Stats.CutNeedsWhole.
+	// HeaderRange covers the headers of every packet the rules can match.
+	CopyRange uint32
 	// DrainQuiet is how long the queue must stay empty at shutdown before
 	// the engine unbinds; default 30 ms (at most 1 s of draining).
 	DrainQuiet time.Duration
 }
+
+// HeaderRange is a copy range that holds every IPv4 or IPv6 header with
+// the extension headers the decoder follows, and any TCP header.
+const HeaderRange = 256
+
+// MaxCopyRange is the largest copy range: a whole 64 KiB (GSO) packet.
+const MaxCopyRange = 0xffff
 
 func (c *Config) fill() {
 	if c.Decider == nil {
@@ -52,6 +66,9 @@ func (c *Config) fill() {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 64
+	}
+	if c.CopyRange == 0 || c.CopyRange > MaxCopyRange {
+		c.CopyRange = MaxCopyRange
 	}
 	if c.DrainQuiet <= 0 {
 		c.DrainQuiet = 30 * time.Millisecond

@@ -51,6 +51,14 @@ type Packet struct {
 // MaxInjects is the most crafted segments one Decision can ask for.
 const MaxInjects = 4
 
+// MaxReleases is the most hold keys one Decision can release.
+const MaxReleases = 4
+
+// MaxDelay is the longest the engine holds a packet: a Delay beyond it is
+// cut to it. Rule languages validate against it, so a rule never asks for
+// more than the engine does.
+const MaxDelay = time.Minute
+
 // Inject asks the engine to craft a segment and send it toward Template's
 // destination, out of the bridge port that host was learned on.
 type Inject struct {
@@ -66,15 +74,22 @@ type Inject struct {
 type Decision struct {
 	// Verdict is the verdict for the packet itself.
 	Verdict Verdict
-	// Delay holds the packet this long before its verdict is given.
+	// Delay holds the packet this long before its verdict is given (at
+	// most MaxDelay).
 	Delay time.Duration
 	// HoldKey, when non-zero, holds the packet until a later Decision
-	// names the same key in ReleaseKey, or for at most Delay (a default
-	// bound applies when Delay is zero).
+	// names the same key in Releases, or for at most Delay (Config.MaxHold
+	// when Delay is zero).
 	HoldKey uint64
-	// ReleaseKey releases every packet held under this key, right after
-	// this packet's own verdict, so they leave behind it.
-	ReleaseKey uint64
+	// Releases lists keys whose held packets are released right after
+	// this packet's own verdict, so they leave behind it; NReleases says
+	// how many of the array are used (see AddRelease).
+	Releases  [MaxReleases]uint64
+	NReleases int
+	// Token, when non-zero, names a held or delayed packet to the
+	// Decider: if it implements HoldObserver, the engine tells it when the
+	// packet leaves and why (released, due, refused, shutdown).
+	Token uint64
 	// Modified says the Decider rewrote Packet.Data in place: the engine
 	// recomputes the checksums and accepts the rewritten bytes.
 	Modified bool
@@ -114,6 +129,51 @@ func (d *Decision) AddInject(in Inject) bool {
 	d.Injects[d.NInjects] = in
 	d.NInjects++
 	return true
+}
+
+// AddRelease adds a key to release; it reports false when d holds
+// MaxReleases already.
+func (d *Decision) AddRelease(key uint64) bool {
+	if d.NReleases >= MaxReleases {
+		return false
+	}
+	d.Releases[d.NReleases] = key
+	d.NReleases++
+	return true
+}
+
+// Leave says why a held packet left the engine.
+type Leave uint8
+
+// Reasons a held packet leaves.
+const (
+	LeftReleased Leave = iota // a later Decision released its key
+	LeftDue                   // its Delay (or the hold's bound) passed
+	LeftOverflow              // never held: every slot was busy, so its verdict was given at once
+	LeftShutdown              // the engine stopped and let it go
+)
+
+// String names the reason.
+func (l Leave) String() string {
+	switch l {
+	case LeftReleased:
+		return "released"
+	case LeftDue:
+		return "due"
+	case LeftOverflow:
+		return "overflow"
+	case LeftShutdown:
+		return "shutdown"
+	}
+	return "leave(" + itoa(int(l)) + ")"
+}
+
+// HoldObserver is implemented by Deciders that need to know when a packet
+// they held or delayed (Decision.Token non-zero) leaves: the engine owns
+// the schedule, the Decider is told. Left is called from the engine's
+// packet goroutine, after the packet's verdict was queued.
+type HoldObserver interface {
+	Left(token uint64, how Leave, at time.Time)
 }
 
 // Decider decides the fate of each queued packet. The engine calls Decide

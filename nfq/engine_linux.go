@@ -5,23 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
 	"github.com/closeduel/closeduel/netns"
-	"github.com/closeduel/closeduel/segment"
 )
 
 // maxMessage is the size of one receive slot: a 64 KiB packet (GSO
@@ -39,37 +36,12 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// slot keeps a copy of a packet that outlives its receive buffer: a held
-// packet, or one to duplicate or inject later.
-type slot struct {
-	gen      uint32
-	busy     bool
-	kind     timedKind
-	id       uint32
-	arrived  time.Time
-	verdict  Verdict
-	modified bool
-	holdKey  uint64
-	dupLeft  int
-	dupGap   time.Duration
-	outPort  uint32
-	seg      segment.Segment
-	tcp      bool
-	decision Decision
-	data     []byte
-	inject   Inject
-}
-
-// host is what the engine learned about one address: the MAC it sends
-// from and the bridge port it sits behind.
-type host struct {
-	mac  [6]byte
-	port uint32
-}
-
-// Engine is a bound queue. Open makes one; Run drives it.
+// Engine is a bound queue. Open makes one; Run drives it. The decisions
+// themselves are carried out by the embedded carrier; the Engine adds the
+// netlink socket it reads packets from and writes verdicts to, and the
+// packet socket it sends frames on.
 type Engine struct {
-	cfg Config
+	carrier
 	nfq *nfqueue.Nfqueue
 	fd  int
 
@@ -80,25 +52,12 @@ type Engine struct {
 	pollFD [1]unix.PollFd
 	pollTS unix.Timespec
 
-	dec    *segment.Decoder
-	pkt    Packet
-	dcs    Decision
-	ev     Event
-	logBuf []byte // the logged copy of a packet whose Decision asks for another port
-	send   []byte
-	frame  []byte
-	after  []int32 // slots to send right after the next flush
+	send []byte
 
-	timed timedQueue
-	slots []slot
-	free  []int32
-
-	hosts    map[netip.Addr]host
 	packetFD int
 	linkAddr unix.SockaddrLinklayer
 
-	stats   Stats
-	actions actionCounts
+	copyRange atomic.Uint32
 
 	closeOnce sync.Once
 	closeErr  error
@@ -109,12 +68,12 @@ type Engine struct {
 // inject. Packets reach the engine only once the caller's iptables rule
 // sends them to the queue.
 func Open(cfg Config) (*Engine, error) {
-	cfg.fill()
-	e := &Engine{cfg: cfg, hosts: make(map[netip.Addr]host), packetFD: -1}
-	var err error
-	if e.dec, err = segment.NewDecoder(layers.LinkTypeRaw); err != nil {
+	e := &Engine{packetFD: -1}
+	if err := e.initCarrier(cfg, e); err != nil {
 		return nil, err
 	}
+	cfg = e.cfg
+	var err error
 	err = netns.Do(cfg.NetNS, func() error {
 		e.nfq, err = nfqueue.Open(&nfqueue.Config{
 			NfQueue:      cfg.Queue,
@@ -200,11 +159,8 @@ func (e *Engine) setup() error {
 			return fmt.Errorf("set queue flags: %w", err)
 		}
 	}
-	params := appendAttr(nil, nfqaCfgParams, append(be32(0xffff), copyPacket, 0, 0, 0)[:5])
-	msg := appendConfig(nil, e.cfg.Queue, 3, params)
-	binaryClearAck(msg)
-	if _, err := unix.Write(e.fd, msg); err != nil {
-		return fmt.Errorf("set copy mode: %w", err)
+	if err := e.SetCopyRange(e.cfg.CopyRange); err != nil {
+		return err
 	}
 
 	// The hot path blocks in recvmmsg on its own thread rather than
@@ -220,7 +176,29 @@ func (e *Engine) setup() error {
 	return nil
 }
 
-// initBuffers allocates every buffer the packet path uses, once.
+// SetCopyRange sets how many bytes of each packet the kernel copies to the
+// engine from now on (0 or above MaxCopyRange: the whole packet). Packets
+// already queued keep the range they were queued with. Safe while Run runs.
+func (e *Engine) SetCopyRange(n uint32) error {
+	if n == 0 || n > MaxCopyRange {
+		n = MaxCopyRange
+	}
+	be32 := []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	params := appendAttr(nil, nfqaCfgParams, append(be32, copyPacket))
+	msg := appendConfig(nil, e.cfg.Queue, 3, params)
+	binaryClearAck(msg)
+	if _, err := unix.Write(e.fd, msg); err != nil {
+		return fmt.Errorf("nfq: set copy mode: %w", err)
+	}
+	e.copyRange.Store(n)
+	return nil
+}
+
+// CopyRange returns the copy range in force.
+func (e *Engine) CopyRange() uint32 { return e.copyRange.Load() }
+
+// initBuffers allocates every buffer the receive and verdict path uses,
+// once.
 func (e *Engine) initBuffers() {
 	e.bufs = make([][]byte, e.cfg.Batch)
 	e.iovs = make([]unix.Iovec, e.cfg.Batch)
@@ -233,14 +211,6 @@ func (e *Engine) initBuffers() {
 		e.msgs[i].hdr.Iovlen = 1
 	}
 	e.send = make([]byte, 0, sendFlushAt+maxMessage)
-	e.frame = make([]byte, 0, maxMessage)
-	e.slots = make([]slot, e.cfg.MaxHeld)
-	e.free = make([]int32, 0, e.cfg.MaxHeld)
-	for i := len(e.slots) - 1; i >= 0; i-- {
-		e.free = append(e.free, int32(i))
-	}
-	e.timed.items = make([]timedItem, 0, e.cfg.MaxHeld)
-	e.after = make([]int32, 0, 64)
 }
 
 // binaryClearAck removes NLM_F_ACK from a config message built by
@@ -396,260 +366,25 @@ func (e *Engine) handleBatch(now time.Time, failOpen bool) {
 	}
 }
 
-// handlePacket decides one queued packet and gives or schedules its verdict.
+// handlePacket parses one queued-packet message and hands it to the
+// carrier.
 func (e *Engine) handlePacket(msg []byte, now time.Time, failOpen bool) {
 	var qp queuedPacket
 	if err := parsePacket(msg, &qp); err != nil {
 		e.stats.BadMessages.Add(1)
 		return // without an id no verdict can be given; fail-open covers the kernel side
 	}
-	e.stats.Packets.Add(1)
-	p := &e.pkt
-	*p = Packet{ID: qp.ID, Time: now, Data: qp.Payload, InDev: qp.InDev, OutDev: qp.OutDev, PhysIn: qp.PhysIn, PhysOut: qp.PhysOut}
-	if len(qp.HwAddr) == 6 {
-		p.SrcMAC = net.HardwareAddr(qp.HwAddr)
-	}
-	origLen := 0
-	if qp.CapLen > uint32(len(qp.Payload)) {
-		origLen = int(qp.CapLen)
-	}
-	err := e.dec.Decode(qp.Payload, &p.Seg)
-	p.TCP = err == nil
-	if p.TCP {
-		e.learn(p)
-	}
-	d := &e.dcs
-	*d = Decision{}
-	switch {
-	case failOpen:
-	case err == segment.ErrNotTCP:
-		e.stats.NonTCP.Add(1)
-	case err != nil:
-		e.stats.Malformed.Add(1)
-	case origLen != 0:
-		// A cut packet cannot be rewritten or copied faithfully: pass it.
-		e.stats.Malformed.Add(1)
-	default:
-		e.decide(p, d)
-	}
-	e.apply(p, d, origLen, now)
+	e.handle(&qp, now, failOpen)
 }
 
-// decide calls the Decider, turning a panic into an unchanged accept.
-func (e *Engine) decide(p *Packet, d *Decision) {
-	defer func() {
-		if r := recover(); r != nil {
-			e.stats.DeciderPanic.Add(1)
-			*d = Decision{Rule: "decider-panic"}
-		}
-	}()
-	e.cfg.Decider.Decide(p, d)
-}
-
-// learn remembers the source MAC and bridge port of the packet's sender.
-func (e *Engine) learn(p *Packet) {
-	if len(p.SrcMAC) != 6 || p.PhysIn == 0 {
-		return
-	}
-	a := p.Seg.Src.Addr()
-	h, ok := e.hosts[a]
-	if ok && h.port == p.PhysIn && [6]byte(p.SrcMAC) == h.mac {
-		return
-	}
-	e.hosts[a] = host{mac: [6]byte(p.SrcMAC), port: p.PhysIn}
-}
-
-// apply carries out a decision for the current packet.
-func (e *Engine) apply(p *Packet, d *Decision, origLen int, now time.Time) {
-	if d.Modified {
-		if err := segment.FixChecksums(p.Data, &p.Seg); err != nil {
-			d.Modified = false
-			e.stats.Malformed.Add(1)
-		}
-	}
-	for i := 0; i < d.NInjects; i++ {
-		if d.Injects[i].Before {
-			e.injectNow(&d.Injects[i], p, d, now)
-		}
-	}
-	holding := d.HoldKey != 0 || d.Delay > 0
-	if holding {
-		if s := e.takeSlot(); s >= 0 {
-			e.hold(s, p, d, now)
-			holding = true
-		} else {
-			e.stats.HoldOverflow.Add(1)
-			holding = false
-		}
-	}
-	if !holding {
-		e.verdict(p.ID, d.Verdict, d.Modified, p.Data, origLen, now, now, &p.Seg, p.TCP, d)
-	}
-	if d.ReleaseKey != 0 {
-		e.releaseKey(d.ReleaseKey, now)
-	}
-	for i := 1; i <= d.Duplicates; i++ {
-		if s := e.takeSlot(); s >= 0 {
-			sl := &e.slots[s]
-			e.fillSlot(sl, p, d, now)
-			sl.kind = timedDuplicate
-			sl.outPort = p.PhysOut
-			if d.DupGap <= 0 {
-				e.after = append(e.after, s)
-			} else {
-				e.timed.Push(timedItem{due: now.Add(time.Duration(i) * d.DupGap), kind: timedDuplicate, slot: s, gen: sl.gen})
-			}
-		} else {
-			e.stats.SendFailed.Add(1)
-		}
-	}
-	for i := 0; i < d.NInjects; i++ {
-		if d.Injects[i].Before {
-			continue
-		}
-		if s := e.takeSlot(); s >= 0 {
-			sl := &e.slots[s]
-			sl.kind = timedInject
-			sl.inject = d.Injects[i]
-			sl.decision = *d
-			sl.arrived = now
-			sl.id = p.ID
-			e.after = append(e.after, s)
-		} else {
-			e.stats.SendFailed.Add(1)
-		}
-	}
-}
-
-func (e *Engine) takeSlot() int32 {
-	if len(e.free) == 0 {
-		return -1
-	}
-	s := e.free[len(e.free)-1]
-	e.free = e.free[:len(e.free)-1]
-	e.slots[s].busy = true
-	return s
-}
-
-func (e *Engine) freeSlot(s int32) {
-	sl := &e.slots[s]
-	sl.gen++
-	sl.busy = false
-	sl.holdKey = 0
-	e.free = append(e.free, s)
-}
-
-// fillSlot copies the packet and decision into a slot.
-func (e *Engine) fillSlot(sl *slot, p *Packet, d *Decision, now time.Time) {
-	sl.id = p.ID
-	sl.arrived = now
-	sl.verdict = d.Verdict
-	sl.modified = d.Modified
-	sl.seg = p.Seg
-	sl.tcp = p.TCP
-	sl.decision = *d
-	sl.data = append(sl.data[:0], p.Data...)
-}
-
-// hold keeps the packet in the kernel queue and schedules its verdict.
-func (e *Engine) hold(s int32, p *Packet, d *Decision, now time.Time) {
-	sl := &e.slots[s]
-	e.fillSlot(sl, p, d, now)
-	sl.kind = timedRelease
-	sl.holdKey = d.HoldKey
-	wait := d.Delay
-	if d.HoldKey != 0 && (wait <= 0 || wait > e.cfg.MaxHold) {
-		wait = e.cfg.MaxHold
-	}
-	e.timed.Push(timedItem{due: now.Add(wait), kind: timedRelease, slot: s, gen: sl.gen})
-	e.stats.Held.Add(1)
-}
-
-// releaseKey gives their verdicts now to every packet held under key, in
-// the order they were held.
-func (e *Engine) releaseKey(key uint64, now time.Time) {
-	// Held packets under one key are few; scanning the timed queue in
-	// (due, seq) order would need a sort, so scan the slots by hold order.
-	for {
-		best := int32(-1)
-		for i := range e.slots {
-			sl := &e.slots[i]
-			if sl.busy && sl.kind == timedRelease && sl.holdKey == key {
-				if best < 0 || sl.arrived.Before(e.slots[best].arrived) {
-					best = int32(i)
-				}
-			}
-		}
-		if best < 0 {
-			return
-		}
-		e.release(best, now)
-	}
-}
-
-// release gives a held packet its verdict and frees its slot.
-func (e *Engine) release(s int32, now time.Time) {
-	sl := &e.slots[s]
-	e.verdict(sl.id, sl.verdict, sl.modified, sl.data, 0, sl.arrived, now, &sl.seg, sl.tcp, &sl.decision)
-	e.stats.Released.Add(1)
-	e.freeSlot(s)
-}
-
-// verdict queues the verdict message and reports the event.
-func (e *Engine) verdict(id uint32, v Verdict, modified bool, data []byte, origLen int, arrived, left time.Time, seg *segment.Segment, tcp bool, d *Decision) {
-	var payload []byte
-	if modified && v == Accept {
-		payload = data
-		e.stats.Modified.Add(1)
-	}
+// queueVerdict appends a verdict message to the next write (the carrier's
+// sink).
+func (e *Engine) queueVerdict(id uint32, v Verdict, payload []byte) {
 	kv := uint32(nfqueue.NfAccept)
 	if v == Drop {
 		kv = nfqueue.NfDrop
-		e.stats.Dropped.Add(1)
-	} else {
-		e.stats.Accepted.Add(1)
 	}
 	e.send = appendVerdict(e.send, e.cfg.Queue, id, kv, payload)
-	e.actions.add(d.Action)
-	if e.cfg.Recorder != nil {
-		e.ev = Event{Kind: EventVerdict, Arrived: arrived, Left: left, PacketID: id, Verdict: v, Decision: d, Data: data, OrigLen: origLen, Seg: *seg, TCP: tcp}
-		if d.LogDstPort != 0 && tcp {
-			// The verdict message holds its own copy of the packet: log a
-			// copy with the port the Decider asked for.
-			e.logBuf = append(e.logBuf[:0], data...)
-			if segment.SetDstPort(e.logBuf, &e.ev.Seg, d.LogDstPort) == nil && segment.FixChecksums(e.logBuf, &e.ev.Seg) == nil {
-				e.ev.Data = e.logBuf
-			} else {
-				e.ev.Seg = *seg
-			}
-		}
-		e.cfg.Recorder.Record(&e.ev)
-	}
-}
-
-// fireDue carries out every timed item that is due at now.
-func (e *Engine) fireDue(now time.Time) {
-	for {
-		it, ok := e.timed.Peek()
-		if !ok || it.due.After(now) {
-			return
-		}
-		e.timed.Pop()
-		sl := &e.slots[it.slot]
-		if !sl.busy || sl.gen != it.gen {
-			continue // released early by key
-		}
-		switch it.kind {
-		case timedRelease:
-			e.release(it.slot, now)
-		case timedDuplicate:
-			e.sendDuplicate(sl, now)
-			e.freeSlot(it.slot)
-		case timedInject:
-			e.injectNow(&sl.inject, nil, &sl.decision, now)
-			e.freeSlot(it.slot)
-		}
-	}
 }
 
 // flush sends the queued verdicts in one write, then the copies and
@@ -668,90 +403,8 @@ func (e *Engine) flush() {
 		}
 		e.send = e.send[:0]
 	}
-	if len(e.after) == 0 {
-		return
-	}
-	now := time.Now()
-	for _, s := range e.after {
-		sl := &e.slots[s]
-		switch sl.kind {
-		case timedDuplicate:
-			e.sendDuplicate(sl, now)
-		case timedInject:
-			e.injectNow(&sl.inject, nil, &sl.decision, now)
-		}
-		e.freeSlot(s)
-	}
-	e.after = e.after[:0]
-}
-
-// sendDuplicate sends a copy of the slot's packet out of the port it was
-// leaving by (or the one its destination was learned on).
-func (e *Engine) sendDuplicate(sl *slot, now time.Time) {
-	dst, okDst := e.hosts[sl.seg.Dst.Addr()]
-	src, okSrc := e.hosts[sl.seg.Src.Addr()]
-	port := sl.outPort
-	if okDst && port == 0 {
-		port = dst.port
-	}
-	if !okDst || !okSrc || port == 0 {
-		e.stats.SendFailed.Add(1)
-		return
-	}
-	f := e.frame[:0]
-	f = append(f, dst.mac[:]...)
-	f = append(f, src.mac[:]...)
-	if sl.seg.IsIPv6() {
-		f = append(f, 0x86, 0xdd)
-	} else {
-		f = append(f, 0x08, 0x00)
-	}
-	f = append(f, sl.data...)
-	e.frame = f
-	if err := e.sendFrame(f, port, dst.mac); err != nil {
-		e.stats.SendFailed.Add(1)
-		return
-	}
-	e.stats.Duplicated.Add(1)
-	if e.cfg.Recorder != nil {
-		e.ev = Event{Kind: EventDuplicate, Arrived: sl.arrived, Left: now, PacketID: sl.id, Verdict: Accept, Decision: &sl.decision, Data: sl.data, Seg: sl.seg, TCP: sl.tcp}
-		e.cfg.Recorder.Record(&e.ev)
-	}
-}
-
-// injectNow crafts a segment and sends it toward its destination.
-func (e *Engine) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
-	t := &in.Template
-	dst, okDst := e.hosts[t.Tuple.Dst.Addr()]
-	src, okSrc := e.hosts[t.Tuple.Src.Addr()]
-	if !okDst || !okSrc {
-		e.stats.SendFailed.Add(1)
-		return
-	}
-	f, err := segment.Build(e.frame[:0], src.mac[:], dst.mac[:], t)
-	if err != nil {
-		e.stats.SendFailed.Add(1)
-		return
-	}
-	e.frame = f
-	if err := e.sendFrame(f, dst.port, dst.mac); err != nil {
-		e.stats.SendFailed.Add(1)
-		return
-	}
-	e.stats.Injected.Add(1)
-	ip := f[segment.EthernetHeaderLen:]
-	var seg segment.Segment
-	tcp := e.dec.Decode(ip, &seg) == nil
-	if obs, ok := e.cfg.Decider.(InjectObserver); ok && tcp {
-		obs.Injected(&seg, now)
-	}
-	if e.cfg.Recorder != nil {
-		id, arrived := uint32(0), now
-		if p != nil {
-			id, arrived = p.ID, p.Time
-		}
-		e.ev = Event{Kind: EventInjected, Arrived: arrived, Left: now, PacketID: id, Verdict: Accept, Decision: d, Data: ip, Seg: seg, TCP: tcp}
-		e.cfg.Recorder.Record(&e.ev)
+	if len(e.after) > 0 {
+		e.sendAfter(time.Now())
 	}
 }
 
@@ -781,20 +434,7 @@ func (e *Engine) drain() error {
 		e.handleBatch(time.Now(), true)
 		e.flush()
 	}
-	now := time.Now()
-	for e.timed.Len() > 0 {
-		it := e.timed.Pop()
-		sl := &e.slots[it.slot]
-		if !sl.busy || sl.gen != it.gen {
-			continue
-		}
-		switch it.kind {
-		case timedRelease:
-			e.release(it.slot, now)
-		default:
-			e.freeSlot(it.slot) // pending copies and injections are not sent after shutdown
-		}
-	}
+	e.releaseAll(time.Now())
 	e.flush()
 	return err
 }

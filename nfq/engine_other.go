@@ -33,3 +33,9 @@ func (*Engine) Close() error { return nil }
 
 // LibraryPass returns errors.ErrUnsupported.
 func LibraryPass(context.Context, uint16) (uint64, error) { return 0, errUnsupported }
+
+// SetCopyRange returns errors.ErrUnsupported.
+func (*Engine) SetCopyRange(uint32) error { return errUnsupported }
+
+// CopyRange returns 0.
+func (*Engine) CopyRange() uint32 { return 0 }

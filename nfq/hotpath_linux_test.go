@@ -2,11 +2,8 @@ package nfq
 
 import (
 	"encoding/binary"
-	"net/netip"
 	"testing"
 	"time"
-
-	"github.com/gopacket/gopacket/layers"
 
 	"github.com/closeduel/closeduel/segment"
 )
@@ -35,9 +32,10 @@ func loadBatch(t testing.TB, e *Engine, n int) {
 }
 
 func newTestEngine(d Decider, r Recorder) *Engine {
-	e := &Engine{cfg: Config{Queue: 7, Decider: d, Recorder: r}, hosts: map[netip.Addr]host{}}
-	e.cfg.fill()
-	e.dec, _ = segment.NewDecoder(layers.LinkTypeRaw)
+	e := &Engine{}
+	if err := e.initCarrier(Config{Queue: 7, Decider: d, Recorder: r}, e); err != nil {
+		panic(err)
+	}
 	e.initBuffers()
 	return e
 }

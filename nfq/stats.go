@@ -21,6 +21,10 @@ type Stats struct {
 	DeciderPanic atomic.Uint64 // packets whose Decider panicked (accepted unchanged)
 	VerdictErrs  atomic.Uint64 // errors the kernel returned for verdicts
 	Batches      atomic.Uint64 // receive calls that returned packets
+	Cut          atomic.Uint64 // packets that arrived cut to the copy range
+	// CutNeedsWhole counts decisions to rewrite or duplicate a packet that
+	// arrived cut: they were carried out without the rewrite or copies.
+	CutNeedsWhole atomic.Uint64
 }
 
 // Snapshot is a plain copy of Stats plus the kernel's queue counters.
@@ -30,6 +34,7 @@ type Snapshot struct {
 	Held, Released, HoldOverflow            uint64
 	Duplicated, Injected, SendFailed        uint64
 	DeciderPanic, VerdictErrs, Batches      uint64
+	Cut, CutNeedsWhole                      uint64
 	HeldNow                                 int
 	KernelQueueDropped, KernelUserDropped   uint64 // from /proc/net/netfilter/nfnetlink_queue
 	KernelQueueTotal                        uint64 // packets waiting in the kernel queue
@@ -43,7 +48,7 @@ func (s *Stats) snapshot() Snapshot {
 		Modified: s.Modified.Load(), Held: s.Held.Load(), Released: s.Released.Load(),
 		HoldOverflow: s.HoldOverflow.Load(), Duplicated: s.Duplicated.Load(), Injected: s.Injected.Load(),
 		SendFailed: s.SendFailed.Load(), DeciderPanic: s.DeciderPanic.Load(), VerdictErrs: s.VerdictErrs.Load(),
-		Batches: s.Batches.Load(),
+		Batches: s.Batches.Load(), Cut: s.Cut.Load(), CutNeedsWhole: s.CutNeedsWhole.Load(),
 	}
 }
 

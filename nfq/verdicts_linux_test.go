@@ -253,7 +253,7 @@ func (h *holdFirstUntilNext) Decide(p *Packet, dc *Decision) {
 		dc.HoldKey, dc.Rule, dc.Action = 42, "reorder", "hold"
 		return
 	}
-	dc.ReleaseKey = 42
+	dc.AddRelease(42)
 }
 
 func TestHoldUntilNextReordersTheTwoSegments(t *testing.T) {

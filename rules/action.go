@@ -55,8 +55,8 @@ var (
 
 // Bounds of the actions' parameters.
 const (
-	maxDelay    = time.Minute
-	maxHold     = time.Minute
+	maxDelay    = nfq.MaxDelay // the engine holds no packet longer
+	maxHold     = nfq.MaxDelay
 	defaultHold = time.Second
 	maxDupCount = 16
 	maxDupGap   = 10 * time.Second

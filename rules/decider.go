@@ -35,19 +35,21 @@ type RuleStatus struct {
 // from one goroutine (the engine's); Reload, SetEnabled, Rules, File and
 // TrackerStats are safe from any goroutine.
 type Decider struct {
-	cur      atomic.Pointer[ruleset]
-	tr       *tcpstate.Tracker
-	mit      *mitigate.Mitigator
-	maxConns int
-	sides    []connSide // by tracker slot
-	started  bool
-	start    time.Time
-	nextHold uint64
+	cur       atomic.Pointer[ruleset]
+	tr        *tcpstate.Tracker
+	mit       *mitigate.Mitigator
+	maxConns  int
+	sides     []connSide // by tracker slot
+	started   bool
+	start     time.Time
+	nextHold  uint64
+	nextToken uint32
 }
 
 var (
 	_ nfq.Decider        = (*Decider)(nil)
 	_ nfq.InjectObserver = (*Decider)(nil)
+	_ nfq.HoldObserver   = (*Decider)(nil)
 )
 
 // ruleset is one loaded file with its run-time state. Reload swaps the
@@ -77,22 +79,30 @@ type counter struct {
 // (delayed or held segments) before older ones are taken as arrived.
 const maxPending = 4
 
-// pending is a segment whose arrival is deferred: until due, or until the
-// hold key is released.
+// pending is a segment whose arrival is deferred: until the engine says
+// it left (token), or until due, or until the hold key is released.
 type pending struct {
-	seg segment.Segment
-	id  uint64
-	due time.Time
-	key uint64
+	seg   segment.Segment
+	id    uint64
+	due   time.Time
+	key   uint64
+	token uint64
+}
+
+// hold is one hold-until-next action in force on a connection: its key
+// and what releases it (nil: any next segment).
+type hold struct {
+	key     uint64
+	release *match
 }
 
 // connSide is the Decider's own state for one tracked connection.
 type connSide struct {
-	id      uint64
-	holdKey uint64
-	release *match
-	pend    [maxPending]pending
-	n       int
+	id    uint64
+	holds [maxPending]hold
+	nh    int
+	pend  [maxPending]pending
+	n     int
 }
 
 // The direction names Decision.Dir takes, by the sender's Role.
@@ -291,11 +301,16 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 	}
 	v := view{seg: seg, res: &res, fromRole: from, elapsed: now.Sub(d.start)}
 
-	var release uint64
-	if cs.holdKey != 0 && (cs.release == nil || cs.release.static(&v)) {
-		release = cs.holdKey
-		dec.ReleaseKey = release
-		cs.holdKey, cs.release = 0, nil
+	// Each hold in force is released by its own condition.
+	for i := 0; i < cs.nh; {
+		h := cs.holds[i]
+		if h.release == nil || h.release.static(&v) {
+			dec.AddRelease(h.key) // at most maxPending == nfq.MaxReleases holds
+			cs.nh--
+			cs.holds[i] = cs.holds[cs.nh]
+			continue
+		}
+		i++
 	}
 
 	var fired *liveRule
@@ -349,13 +364,10 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 				deliver = false
 			}
 		case actHold:
-			if cs.holdKey == 0 {
-				d.nextHold++
-				cs.holdKey = d.nextHold
+			if k := d.holdKey(cs, a.release); k != 0 {
+				dec.HoldKey, dec.Delay = k, a.holdMax
+				deliver, due, key = false, now.Add(a.holdMax), k
 			}
-			cs.release = a.release
-			dec.HoldKey, dec.Delay = cs.holdKey, a.holdMax
-			deliver, due, key = false, now.Add(a.holdMax), cs.holdKey
 		}
 	}
 	if in != nil && (in.before || !deliver) {
@@ -366,10 +378,12 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 	case deliver:
 		d.tr.Deliver(seg, c.ID, now)
 	case dec.Verdict != nfq.Drop:
-		d.defer_(cs, pending{seg: *seg, id: c.ID, due: due, key: key}, now)
+		d.nextToken++
+		dec.Token = uint64(res.Slot)<<32 | uint64(d.nextToken)
+		d.defer_(cs, pending{seg: *seg, id: c.ID, due: due, key: key, token: dec.Token}, now)
 	}
-	if release != 0 {
-		d.releaseHeld(cs, release, now)
+	for i := 0; i < dec.NReleases; i++ {
+		d.releaseHeld(cs, dec.Releases[i], now)
 	}
 	if in != nil {
 		d.addInjects(dec, in, c, res.From, from)
@@ -572,13 +586,66 @@ func (d *Decider) flush(side *connSide, now time.Time) {
 		j++
 	}
 	side.n = j
-	if side.holdKey != 0 {
-		for i := 0; i < side.n; i++ {
-			if side.pend[i].key == side.holdKey {
-				return
+	d.forgetHolds(side)
+}
+
+// forgetHolds drops the holds of which no segment is held any more: the
+// engine let them go.
+func (d *Decider) forgetHolds(side *connSide) {
+	for i := 0; i < side.nh; {
+		held := false
+		for k := 0; k < side.n; k++ {
+			if side.pend[k].key == side.holds[i].key {
+				held = true
+				break
 			}
 		}
-		side.holdKey, side.release = 0, nil // the engine let them go
+		if !held {
+			side.nh--
+			side.holds[i] = side.holds[side.nh]
+			continue
+		}
+		i++
+	}
+}
+
+// holdKey returns the key to hold a segment under for a hold action whose
+// release condition is release: the key of the hold in force with the
+// same condition, or a new one. It returns 0 when the connection has
+// maxPending holds in force already (the segment is then not held).
+func (d *Decider) holdKey(side *connSide, release *match) uint64 {
+	for i := 0; i < side.nh; i++ {
+		if side.holds[i].release == release {
+			return side.holds[i].key
+		}
+	}
+	if side.nh == maxPending {
+		return 0
+	}
+	d.nextHold++
+	side.holds[side.nh] = hold{key: d.nextHold, release: release}
+	side.nh++
+	return d.nextHold
+}
+
+// Left is told by the engine when a segment held or delayed under token
+// left (nfq.HoldObserver): the tracker sees it arrive then, whether it
+// was released, fell due, was refused for want of room or let go at
+// shutdown.
+func (d *Decider) Left(token uint64, _ nfq.Leave, at time.Time) {
+	slot := int(token >> 32)
+	if slot >= len(d.sides) {
+		return
+	}
+	side := &d.sides[slot]
+	for i := 0; i < side.n; i++ {
+		if p := &side.pend[i]; p.token == token {
+			d.tr.Deliver(&p.seg, p.id, at)
+			copy(side.pend[i:], side.pend[i+1:side.n])
+			side.n--
+			d.forgetHolds(side)
+			return
+		}
 	}
 }
 

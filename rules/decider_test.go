@@ -79,7 +79,7 @@ type dstep struct {
 }
 
 func summary(d *nfq.Decision) string {
-	if d.Rule == "" && d.Action == "" && d.Verdict == nfq.Accept && d.Delay == 0 && !d.Modified && d.HoldKey == 0 && d.ReleaseKey == 0 && d.NInjects == 0 && d.Duplicates == 0 {
+	if d.Rule == "" && d.Action == "" && d.Verdict == nfq.Accept && d.Delay == 0 && !d.Modified && d.HoldKey == 0 && d.NReleases == 0 && d.NInjects == 0 && d.Duplicates == 0 {
 		return ""
 	}
 	var b strings.Builder
@@ -93,7 +93,7 @@ func summary(d *nfq.Decision) string {
 	if d.HoldKey != 0 {
 		b.WriteString(" hold")
 	}
-	if d.ReleaseKey != 0 {
+	if d.NReleases != 0 {
 		b.WriteString(" release")
 	}
 	if d.Duplicates != 0 {
@@ -278,8 +278,8 @@ func TestSimultaneousCloseHoldsDeviceFinUntilClientFin(t *testing.T) {
 		dstep{from: "c", flags: "ACK", seq: 1022, ack: 5102},
 	)
 	decs := play(t, d, w, steps)
-	if decs[5].HoldKey != decs[7].ReleaseKey {
-		t.Errorf("held under %d, released %d", decs[5].HoldKey, decs[7].ReleaseKey)
+	if decs[7].NReleases != 1 || decs[5].HoldKey != decs[7].Releases[0] {
+		t.Errorf("held under %d, released %v", decs[5].HoldKey, decs[7].Releases[:decs[7].NReleases])
 	}
 	c, _ := d.tr.Lookup(segment.Tuple{Src: netip.AddrPortFrom(client, 40000), Dst: netip.AddrPortFrom(device, 80)})
 	for i := range c.Ends {
@@ -587,5 +587,72 @@ func BenchmarkDecide(b *testing.B) {
 		}
 		dec = nfq.Decision{}
 		d.Decide(p, &dec)
+	}
+}
+
+// TestTwoHoldsOnOneConnectionKeepTheirOwnRelease holds the device's data
+// until the client's FIN and the device's FIN until the client's next ACK:
+// the second hold must not replace the first one's release condition.
+func TestTwoHoldsOnOneConnectionKeepTheirOwnRelease(t *testing.T) {
+	f := mustParse(t, `experiment: two-holds
+about: Two holds on one connection.
+hosts: { client: 192.168.100.1, device: 192.168.100.99 }
+rules:
+  - name: hold-data
+    when: { from: device, has: [PSH] }
+    do: { hold-until-next: { from: client, has: [FIN] }, max: 60s }
+  - name: hold-fin
+    when: { from: device, has: [FIN] }
+    do: { hold-until-next: { from: client, has: [ACK] }, max: 60s }
+`)
+	d := NewDecider(f, Options{})
+	w := newWire(t)
+	steps := exchange()[:4]
+	steps = append(steps,
+		dstep{from: "d", flags: "PSH+ACK", seq: 5001, ack: 1021, n: 100, want: "hold-data hold-until-next accept delay=1m0s hold"},
+		dstep{from: "d", flags: "FIN+ACK", seq: 5101, ack: 1021, want: "hold-fin hold-until-next accept delay=1m0s hold"},
+		dstep{from: "c", flags: "ACK", seq: 1021, ack: 5001, want: "  accept release"},
+		dstep{from: "c", flags: "FIN+ACK", seq: 1021, ack: 5001, want: "  accept release"},
+	)
+	decs := play(t, d, w, steps)
+	data, fin := decs[4].HoldKey, decs[5].HoldKey
+	if data == 0 || fin == 0 || data == fin {
+		t.Fatalf("hold keys %d and %d, want two different keys", data, fin)
+	}
+	if got := decs[6].Releases[:decs[6].NReleases]; len(got) != 1 || got[0] != fin {
+		t.Errorf("the client's ACK released %v, want only the FIN's hold %d", got, fin)
+	}
+	if got := decs[7].Releases[:decs[7].NReleases]; len(got) != 1 || got[0] != data {
+		t.Errorf("the client's FIN released %v, want the data's hold %d", got, data)
+	}
+}
+
+// TestLeftDeliversAHeldSegmentWhenTheEngineSaysSo: the engine refused a
+// hold (every slot busy) and says so at once; the tracker must see the
+// segment arrive then, not a minute later.
+func TestLeftDeliversAHeldSegmentWhenTheEngineSaysSo(t *testing.T) {
+	f := mustParse(t, `experiment: hold-fin
+about: Hold the device FIN.
+hosts: { client: 192.168.100.1, device: 192.168.100.99 }
+rules:
+  - name: hold-fin
+    when: { from: device, has: [FIN] }
+    do: { hold-until-next: { from: client, has: [RST] }, max: 60s }
+`)
+	d := NewDecider(f, Options{})
+	w := newWire(t)
+	decs := play(t, d, w, append(exchange()[:5],
+		dstep{from: "d", flags: "FIN+ACK", seq: 5101, ack: 1021, want: "hold-fin hold-until-next accept delay=1m0s hold"}))
+	tok := decs[5].Token
+	if tok == 0 {
+		t.Fatal("a held segment without a token")
+	}
+	tuple := segment.Tuple{Src: netip.AddrPortFrom(client, 40000), Dst: netip.AddrPortFrom(device, 80)}
+	c, _ := d.tr.Lookup(tuple)
+	before := c.Ends[0].State
+	d.Left(tok, nfq.LeftOverflow, w.now)
+	c, _ = d.tr.Lookup(tuple)
+	if c.Ends[0].State == before {
+		t.Errorf("client end still %v after the engine let the FIN go, want it to have seen the FIN", before)
 	}
 }

@@ -89,6 +89,23 @@ type File struct {
 	Warnings []string
 }
 
+// NeedsWholePacket reports whether some rule or mitigation needs every
+// byte of a packet: a rewrite (a mitigation's too) hands the whole packet
+// back to the kernel and a duplicate sends a copy of it. The other
+// actions need only the headers, so the engine may copy just those from
+// the kernel.
+func (f *File) NeedsWholePacket() bool {
+	if f.Mitigations != 0 {
+		return true
+	}
+	for i := range f.Rules {
+		if k := f.Rules[i].do.kind; k == actRewrite || k == actDuplicate {
+			return true
+		}
+	}
+	return false
+}
+
 // HasRoles reports whether the file names its hosts' roles.
 func (f *File) HasRoles() bool { return f.Hosts[Client] != nil }
 

@@ -164,7 +164,8 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		}
 	}
 
-	engine, err := nfq.Open(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder})
+	engine, err := nfq.Open(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder,
+		CopyRange: copyRange(ruleFile, o)})
 	if err != nil {
 		if vlog != nil {
 			vlog.Close()
@@ -218,7 +219,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	// then (deferred last), before the control server waits for its
 	// commands.
 	reloadCtx, cancelReload := context.WithCancelCause(context.Background())
-	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, pipe: o.Pipe, log: log, ctx: reloadCtx, switches: switches}
+	ctl := &controller{decider: decider, engine: engine, vlog: vlog, path: o.Rules, pipe: o.Pipe, log: log, ctx: reloadCtx, switches: switches, opts: o}
 	var ctlServer *control.Server
 	path := o.Control
 	if path == "" {
@@ -316,6 +317,27 @@ func printHookRecipe(out io.Writer, cfg bridgehook.Config) {
 	install, remove := cfg.DescribeNftables()
 	section("or with native nftables, where the kernel has the queue expression (nft_queue, CONFIG_NFT_QUEUE):", install)
 	section("and to remove those:", remove)
+}
+
+// copyRange is how much of each packet the engine needs from the kernel:
+// the whole packet when a rule may rewrite or duplicate it (the kernel
+// takes a rewritten packet back whole, a duplicate is sent whole), else
+// the headers, or the pcapng's snap length if that is more. Copying only
+// the headers is what keeps bulk transfers cheap: a GSO packet is up to
+// 64 KiB.
+func copyRange(f *rules.File, o runOptions) uint32 {
+	if f.NeedsWholePacket() {
+		return nfq.MaxCopyRange
+	}
+	n := nfq.HeaderRange
+	if o.PcapPath != "" {
+		snap := o.SnapLen
+		if snap <= 0 {
+			snap = verdictlog.DefaultSnapLen
+		}
+		n = max(n, snap)
+	}
+	return uint32(min(n, nfq.MaxCopyRange))
 }
 
 func describeHook(o runOptions, cfg bridgehook.Config) string {
@@ -424,6 +446,7 @@ type controller struct {
 	ctx     context.Context // ends every reload's wait (set by runInline)
 	// switches counts rule and mitigation switches for the metrics.
 	switches *metrics.Switches
+	opts     runOptions // for the copy range of reloaded rules
 	mu       sync.Mutex // one reload at a time
 }
 
@@ -443,6 +466,11 @@ func (c *controller) reload(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("the old rules stay in force: %w", err)
 	}
 	warnRules(c.log, f)
+	if c.engine != nil {
+		if err := c.engine.SetCopyRange(copyRange(f, c.opts)); err != nil {
+			return "", fmt.Errorf("the old rules stay in force: %w", err)
+		}
+	}
 	switched := c.decider.Reload(f)
 	now := time.Now()
 	if c.vlog != nil {
@@ -464,6 +492,12 @@ func (c *controller) setMitigation(args []string) (string, error) {
 		return "", fmt.Errorf("usage: mitigation NAME on|off (mitigations: %s)", strings.Join(mitigate.Names(), ", "))
 	}
 	on := args[2] == "on"
+	if on && c.engine != nil {
+		// A mitigation rewrites packets: the engine needs them whole.
+		if err := c.engine.SetCopyRange(nfq.MaxCopyRange); err != nil {
+			return "", err
+		}
+	}
 	changed, err := c.decider.SetMitigation(args[1], on)
 	if err != nil {
 		return "", err
