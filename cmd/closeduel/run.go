@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -588,6 +589,9 @@ func (c *controller) handle(args []string) (string, error) {
 			st := c.engine.Stats()
 			fmt.Fprintf(&b, "packets %d, accepted %d, dropped %d, held now %d, injected %d, duplicated %d\n",
 				st.Packets, st.Accepted, st.Dropped, st.HeldNow, st.Injected, st.Duplicated)
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(&b, "process: goroutines %d, heap in use %d kB\n", runtime.NumGoroutine(), ms.HeapInuse/1024)
 		}
 		return b.String(), nil
 	}
