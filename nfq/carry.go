@@ -108,7 +108,8 @@ const maxFrame = 0x10000 + 64
 func (c *carrier) handle(qp *queuedPacket, now time.Time, failOpen bool) {
 	c.stats.Packets.Add(1)
 	p := &c.pkt
-	*p = Packet{ID: qp.ID, Time: now, Data: qp.Payload, InDev: qp.InDev, OutDev: qp.OutDev, PhysIn: qp.PhysIn, PhysOut: qp.PhysOut}
+	*p = Packet{ID: qp.ID, Time: now, Data: qp.Payload, InDev: qp.InDev, OutDev: qp.OutDev, PhysIn: qp.PhysIn, PhysOut: qp.PhysOut,
+		ChecksumPartial: qp.SkbInfo&skbInfoCsumNotReady != 0}
 	if len(qp.HwAddr) == 6 {
 		p.SrcMAC = net.HardwareAddr(qp.HwAddr)
 	}
@@ -170,7 +171,9 @@ func (c *carrier) learn(p *Packet) {
 
 // apply carries out a decision for the current packet.
 func (c *carrier) apply(p *Packet, d *Decision, origLen int, now time.Time) {
-	if d.Modified {
+	// A rewrite kept the checksum as it was (RFC 1624); it is computed
+	// anew only when a rule asks or the kernel had left it partial.
+	if d.Modified && (d.RepairChecksums || p.ChecksumPartial) {
 		if err := segment.FixChecksums(p.Data, &p.Seg); err != nil {
 			d.Modified = false
 			c.stats.Malformed.Add(1)

@@ -34,9 +34,16 @@ type Packet struct {
 	// Time is when the engine received the packet.
 	Time time.Time
 	// Data is the raw IP packet. It is valid only until Decide returns;
-	// a Decider may rewrite it in place (then it sets Decision.Modified and
-	// leaves the checksums to the engine).
+	// a Decider may rewrite it in place (then it sets Decision.Modified;
+	// the segment package's rewrites keep the TCP checksum as right or as
+	// wrong as it was, and the engine recomputes it only when asked, see
+	// Decision.RepairChecksums, or when ChecksumPartial).
 	Data []byte
+	// ChecksumPartial says the kernel has not computed the TCP checksum yet
+	// (a locally sent packet whose checksum is offloaded): the field holds
+	// only the pseudo-header's sum, so a rewritten packet gets its checksum
+	// computed in full.
+	ChecksumPartial bool
 	// Seg is the decoded TCP segment; meaningful only when TCP is true.
 	Seg segment.Segment
 	// TCP reports whether Data decoded as a TCP segment.
@@ -91,8 +98,12 @@ type Decision struct {
 	// packet leaves and why (released, due, refused, shutdown).
 	Token uint64
 	// Modified says the Decider rewrote Packet.Data in place: the engine
-	// recomputes the checksums and accepts the rewritten bytes.
+	// accepts the rewritten bytes.
 	Modified bool
+	// RepairChecksums asks the engine to recompute the checksums of a
+	// Modified packet from scratch, making a corrupt segment valid; without
+	// it a rewrite keeps a bad checksum bad.
+	RepairChecksums bool
 	// Rewrote says in words what was rewritten (for the log).
 	Rewrote string
 	// LogDstPort, when non-zero, is the TCP destination port the

@@ -47,7 +47,7 @@ var (
 		"duplicate":       {"gap"},
 		"hold-until-next": {"max"},
 	}
-	rewriteKeys = []string{"flags", "set", "clear", "seq", "ack", "window", "strip-options"}
+	rewriteKeys = []string{"flags", "set", "clear", "seq", "ack", "window", "strip-options", "repair-checksum"}
 	injectKeys  = []string{"flags", "toward", "seq", "ack", "window", "count", "before", "original"}
 	distNames   = []string{"uniform", "normal", "exponential"}
 	towardNames = []string{"client", "device", "sender", "receiver"}
@@ -93,6 +93,7 @@ type rewrite struct {
 	seq, ack   seqSpec
 	window     int32 // -1: keep
 	strip      bool
+	repair     bool // recompute the checksums: a bad one becomes good
 }
 
 // towardKind says which host an injected segment goes to.
@@ -308,6 +309,13 @@ func (p *parser) rewrite(n *yaml.Node, rw *rewrite) {
 					p.errAt(e.v, "%s: false changes nothing: leave it out", w)
 				}
 			}
+		case "repair-checksum":
+			if v, ok := p.boolean(e.v, w); ok {
+				rw.repair = v
+				if !v {
+					p.errAt(e.v, "%s: false is the default (a bad checksum stays bad): leave it out", w)
+				}
+			}
 		}
 	}
 	if flagsN != nil && (rw.set != 0 || rw.clear != 0) {
@@ -455,6 +463,9 @@ func (rw *rewrite) String() string {
 	}
 	if rw.strip {
 		parts = append(parts, "options stripped")
+	}
+	if rw.repair {
+		parts = append(parts, "checksum repaired")
 	}
 	return strings.Join(parts, ", ")
 }

@@ -356,6 +356,7 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 		case actRewrite:
 			if applyRewrite(p.Data, seg, &a.rw) {
 				dec.Modified, dec.Rewrote = true, a.text
+				dec.RepairChecksums = a.rw.repair
 			}
 		case actInject:
 			in = &a.inj

@@ -383,6 +383,9 @@ func (rw *rewrite) words() string {
 	if rw.strip {
 		parts = append(parts, "TCP options become NOPs")
 	}
+	if rw.repair {
+		parts = append(parts, "its checksums are computed anew (a corrupt segment becomes a valid one)")
+	}
 	return joinWords(parts, "and")
 }
 

@@ -220,7 +220,7 @@ rules:
 `, []string{`7:5: rule: key "do" appears twice`}},
 	{"empty rewrite", head + `  - name: a
     do: { rewrite: {} }
-`, []string{`6:20: rewrite: expected at least one of flags, set, clear, seq, ack, window, strip-options`}},
+`, []string{`6:20: rewrite: expected at least one of flags, set, clear, seq, ack, window, strip-options, repair-checksum`}},
 	{"relative seq of zero", head + `  - name: a
     do: { rewrite: { seq: +0 } }
 `, []string{`6:27: rewrite: seq: expected a number such as 12345, or +1000 / -1 relative to the segment's own (a relative change from -2147483648 to +2147483647, not 0), found "+0"`}},

@@ -283,3 +283,63 @@ func TestSum16(t *testing.T) {
 		}
 	}
 }
+
+// TestRewriteKeepsChecksumsAsTheyWere: without FixChecksums, a rewrite of a
+// segment whose checksum is right leaves it right (the bytes equal
+// gopacket's serialisation of the changed packet), and a rewrite of one
+// whose checksum is wrong leaves it wrong by the same one's-complement
+// amount (RFC 1624): a corrupt segment does not become one the receiver
+// accepts.
+func TestRewriteKeepsChecksumsAsTheyWere(t *testing.T) {
+	d := newDecoder(t, layers.LinkTypeRaw)
+	for _, base := range checksumBases() {
+		for _, rw := range rewrites() {
+			name := fmt.Sprintf("%v/%dB/%s", base.src.Addr(), len(base.payload), rw.name)
+			t.Run(name, func(t *testing.T) {
+				b := base.raw(t)
+				var seg Segment
+				if err := d.Decode(b, &seg); err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				good := bytes.Clone(b)
+				goodSeg := seg
+				if err := rw.do(good, &goodSeg); err != nil {
+					t.Fatalf("rewrite: %v", err)
+				}
+				ref := base
+				rw.ref(&ref)
+				if diff := cmp.Diff(ref.raw(t), good); diff != "" {
+					t.Errorf("valid checksum, rewritten (-gopacket +incremental):\n%s", diff)
+				}
+
+				csum := b[seg.IPHeaderLen+16:]
+				bad := binary.BigEndian.Uint16(csum) ^ 0x0f0f
+				binary.BigEndian.PutUint16(csum, bad)
+				if err := rw.do(b, &seg); err != nil {
+					t.Fatalf("rewrite: %v", err)
+				}
+				if ChecksumsValid(b, &seg) {
+					t.Fatal("a bad checksum became valid through the rewrite")
+				}
+				// Off by the same amount: stored - correct is what it was.
+				right := binary.BigEndian.Uint16(good[goodSeg.IPHeaderLen+16:])
+				got := binary.BigEndian.Uint16(b[seg.IPHeaderLen+16:])
+				wantOff := onesDiff(bad, binary.BigEndian.Uint16(base.raw(t)[seg.IPHeaderLen+16:]))
+				if off := onesDiff(got, right); off != wantOff {
+					t.Errorf("checksum off by %#04x after the rewrite, %#04x before", off, wantOff)
+				}
+			})
+		}
+	}
+}
+
+// onesDiff is a - b in one's-complement arithmetic, with 0 and 0xffff
+// both meaning no difference.
+func onesDiff(a, b uint16) uint16 {
+	s := uint32(a) + uint32(^b)
+	s = s&0xffff + s>>16
+	if s == 0xffff {
+		return 0
+	}
+	return uint16(s)
+}

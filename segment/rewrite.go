@@ -6,15 +6,30 @@ import (
 )
 
 // The rewrite functions change one field of pkt, a raw IP packet that seg
-// was decoded from, in place, and update seg to match. They do not fix the
-// checksums: call FixChecksums once after the last change.
+// was decoded from, in place, and update seg to match. Each updates the TCP
+// checksum incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')), so a
+// checksum that was right stays right and one that was wrong stays wrong by
+// the same amount: a corrupt segment is not made acceptable by a rewrite.
+// FixChecksums recomputes them from scratch (a rule's repair-checksum, or
+// a checksum the kernel left partial).
+
+// change applies fn to the n bytes of the TCP header at off (both even)
+// and updates the TCP checksum for the difference.
+func change(pkt []byte, seg *Segment, off, n int, fn func(b []byte)) {
+	tcp := pkt[seg.IPHeaderLen:]
+	b := tcp[off : off+n]
+	old := sum16(0, b)
+	fn(b)
+	hc := binary.BigEndian.Uint16(tcp[16:18])
+	binary.BigEndian.PutUint16(tcp[16:18], fold(uint32(^hc)+uint32(^uint16(old))+sum16(0, b)))
+}
 
 // SetFlags sets the TCP flags byte.
 func SetFlags(pkt []byte, seg *Segment, f Flags) error {
 	if err := checkTCPHeader(pkt, seg); err != nil {
 		return err
 	}
-	pkt[seg.IPHeaderLen+13] = byte(f)
+	change(pkt, seg, 12, 2, func(b []byte) { b[1] = byte(f) })
 	seg.Flags = f
 	return nil
 }
@@ -24,7 +39,7 @@ func SetSeq(pkt []byte, seg *Segment, s Seq) error {
 	if err := checkTCPHeader(pkt, seg); err != nil {
 		return err
 	}
-	binary.BigEndian.PutUint32(pkt[seg.IPHeaderLen+4:], uint32(s))
+	change(pkt, seg, 4, 4, func(b []byte) { binary.BigEndian.PutUint32(b, uint32(s)) })
 	seg.Seq = s
 	return nil
 }
@@ -34,7 +49,7 @@ func SetAck(pkt []byte, seg *Segment, a Seq) error {
 	if err := checkTCPHeader(pkt, seg); err != nil {
 		return err
 	}
-	binary.BigEndian.PutUint32(pkt[seg.IPHeaderLen+8:], uint32(a))
+	change(pkt, seg, 8, 4, func(b []byte) { binary.BigEndian.PutUint32(b, uint32(a)) })
 	seg.Ack = a
 	return nil
 }
@@ -44,7 +59,7 @@ func SetWindow(pkt []byte, seg *Segment, w uint16) error {
 	if err := checkTCPHeader(pkt, seg); err != nil {
 		return err
 	}
-	binary.BigEndian.PutUint16(pkt[seg.IPHeaderLen+14:], w)
+	change(pkt, seg, 14, 2, func(b []byte) { binary.BigEndian.PutUint16(b, w) })
 	seg.Window = w
 	return nil
 }
@@ -56,10 +71,11 @@ func StripOptions(pkt []byte, seg *Segment) error {
 	if err := checkTCPHeader(pkt, seg); err != nil {
 		return err
 	}
-	start, end := seg.IPHeaderLen+20, seg.IPHeaderLen+seg.TCPHeaderLen
-	for i := start; i < end; i++ {
-		pkt[i] = 1 // NOP
-	}
+	change(pkt, seg, 20, seg.TCPHeaderLen-20, func(b []byte) {
+		for i := range b {
+			b[i] = 1 // NOP
+		}
+	})
 	seg.WindowScale, seg.MSS = -1, 0
 	return nil
 }
@@ -85,7 +101,7 @@ func SetSrcPort(pkt []byte, seg *Segment, port uint16) error {
 	if err := checkTCPHeader(pkt, seg); err != nil {
 		return err
 	}
-	binary.BigEndian.PutUint16(pkt[seg.IPHeaderLen:], port)
+	change(pkt, seg, 0, 2, func(b []byte) { binary.BigEndian.PutUint16(b, port) })
 	seg.Src = netip.AddrPortFrom(seg.Src.Addr(), port)
 	return nil
 }
@@ -95,7 +111,7 @@ func SetDstPort(pkt []byte, seg *Segment, port uint16) error {
 	if err := checkTCPHeader(pkt, seg); err != nil {
 		return err
 	}
-	binary.BigEndian.PutUint16(pkt[seg.IPHeaderLen+2:], port)
+	change(pkt, seg, 2, 2, func(b []byte) { binary.BigEndian.PutUint16(b, port) })
 	seg.Dst = netip.AddrPortFrom(seg.Dst.Addr(), port)
 	return nil
 }

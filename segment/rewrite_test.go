@@ -62,7 +62,8 @@ func TestRewriteErrors(t *testing.T) {
 }
 
 // TestStripOptionsBytes checks the exact bytes StripOptions leaves: NOPs
-// over the whole option area, everything else as it was.
+// over the whole option area, the checksum updated to match, everything
+// else as it was.
 func TestStripOptionsBytes(t *testing.T) {
 	for _, p := range []pkt{
 		{src: cli4, dst: dev4, flags: SYN, ttl: 64, opts: linuxSYN(), payload: payload(3)},
@@ -81,6 +82,10 @@ func TestStripOptionsBytes(t *testing.T) {
 		if err := StripOptions(b, &seg); err != nil {
 			t.Fatal(err)
 		}
+		if !ChecksumsValid(b, &seg) {
+			t.Errorf("%v: checksum not updated by StripOptions", p.src)
+		}
+		copy(want[seg.IPHeaderLen+16:seg.IPHeaderLen+18], b[seg.IPHeaderLen+16:])
 		if diff := cmp.Diff(want, b); diff != "" {
 			t.Errorf("%v: bytes (-want +got):\n%s", p.src, diff)
 		}
@@ -91,8 +96,8 @@ func TestStripOptionsBytes(t *testing.T) {
 }
 
 // TestSetPorts: the port setters change the two bytes of their port and
-// the Segment, and the packet decodes to the new ports with valid
-// checksums once FixChecksums ran.
+// the Segment and the checksum, and the packet decodes to the new ports
+// with valid checksums.
 func TestSetPorts(t *testing.T) {
 	for _, p := range []pkt{
 		{src: cli4, dst: dev4, flags: SYN, ttl: 64, opts: linuxSYN(), payload: payload(3)},
@@ -113,6 +118,10 @@ func TestSetPorts(t *testing.T) {
 		if err := SetDstPort(b, &seg, 8080); err != nil {
 			t.Fatal(err)
 		}
+		if !ChecksumsValid(b, &seg) {
+			t.Errorf("%v: checksum not updated by the port setters", p.src)
+		}
+		copy(want[seg.IPHeaderLen+16:seg.IPHeaderLen+18], b[seg.IPHeaderLen+16:])
 		if diff := cmp.Diff(want, b); diff != "" {
 			t.Errorf("%v: bytes (-want +got):\n%s", p.src, diff)
 		}
