@@ -159,3 +159,52 @@ func TestLiveFeedsTheAnalyzerOffThePacketPath(t *testing.T) {
 		t.Errorf("Record+Drain allocate %v per event", a)
 	}
 }
+
+// benchEvent is a TCP event like the engine's.
+func benchEvent() *nfq.Event {
+	ev := &nfq.Event{Kind: nfq.EventVerdict, TCP: true, Verdict: nfq.Accept}
+	ev.Seg.Src = mustAP("10.0.0.1:40000")
+	ev.Seg.Dst = mustAP("10.0.0.2:80")
+	ev.Seg.Flags = segment.ACK
+	return ev
+}
+
+// BenchmarkLiveRecord is the per-packet cost --metrics adds to the
+// engine's goroutine: Record into a ring with room.
+func BenchmarkLiveRecord(b *testing.B) {
+	l := NewLive(b.N+1, analysisConfig())
+	ev := benchEvent()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ev.Left = time.Unix(1, int64(i)*1000)
+		l.Record(ev)
+	}
+	b.StopTimer()
+	if l.Lost() != 0 {
+		b.Fatalf("lost %d", l.Lost())
+	}
+}
+
+// BenchmarkLiveAnalyze is the whole per-packet cost of the live analysis
+// (Record and the Analyzer's Add through Drain), which the draining
+// goroutine must keep up with to lose nothing.
+func BenchmarkLiveAnalyze(b *testing.B) {
+	l := NewLive(1024, analysisConfig())
+	ev := benchEvent()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ev.Left = time.Unix(1, int64(i)*1000)
+		ev.Seg.Seq = segment.Seq(i)
+		l.Record(ev)
+		if i%512 == 511 {
+			l.Drain()
+		}
+	}
+	l.Drain()
+	b.StopTimer()
+	if l.Lost() != 0 {
+		b.Fatalf("lost %d", l.Lost())
+	}
+}

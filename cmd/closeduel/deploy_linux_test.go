@@ -251,11 +251,12 @@ func scrapeIn(t *testing.T, ns, addr string) map[string]float64 {
 // other traffic (TCP between other hosts and from a host of the
 // experiment to another, UDP, ICMP). Only TCP between the two hosts is
 // queued: the rest arrives on the wire and is absent from the verdict
-// log. ctl switches a rule through the control socket; /metrics is
-// scraped and checked against the verdict log and the wire.
+// log. It runs with the unit's two capabilities only; ctl switches a rule
+// through the control socket; /metrics is scraped and checked against the
+// verdict log and the wire.
 func TestDeployOnABusyBridge(t *testing.T) {
 	roottest.Require(t)
-	for _, tool := range []string{"tcpdump", "ping"} {
+	for _, tool := range []string{"tcpdump", "ping", "setpriv"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s is needed (make deps-test installs it)", tool)
@@ -283,7 +284,11 @@ func TestDeployOnABusyBridge(t *testing.T) {
 	if env["CLOSEDUEL_BRIDGE"][0] != topology.BridgeName || env["CLOSEDUEL_HOSTS"][0] != hostA+","+hostB {
 		t.Fatalf("the example environment file's bridge and hosts changed: %v %v", env["CLOSEDUEL_BRIDGE"], env["CLOSEDUEL_HOSTS"])
 	}
-	cmd := netns.Command(context.Background(), b.Bridge, bin, "run")
+	// As the unit runs it: root with only CAP_NET_ADMIN and CAP_NET_RAW
+	// (bounding, inheritable and ambient sets) and no new privileges.
+	caps := "-all,+net_admin,+net_raw"
+	cmd := netns.Command(context.Background(), b.Bridge, "setpriv", "--bounding-set="+caps, "--inh-caps="+caps,
+		"--ambient-caps="+caps, "--no-new-privs", bin, "run")
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v[0])
@@ -320,6 +325,17 @@ func TestDeployOnABusyBridge(t *testing.T) {
 			if msg, _ := rec["msg"].(string); strings.Contains(msg, "inline (iptables chain CLOSEDUEL-7 on br0") {
 				inline = true
 			}
+		}
+	}
+
+	// The run holds exactly the unit's two capabilities (bits 12 and 13).
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"CapEff", "CapBnd", "CapAmb"} {
+		if !regexp.MustCompile(`(?m)^` + k + `:\s+0000000000003000$`).Match(status) {
+			t.Fatalf("closeduel run's %s is not CAP_NET_ADMIN+CAP_NET_RAW only:\n%s", k, status)
 		}
 	}
 
@@ -369,7 +385,7 @@ func TestDeployOnABusyBridge(t *testing.T) {
 	metrics := scrapeIn(t, b.Bridge, metricsAddr)
 
 	cmd.Process.Signal(syscall.SIGTERM)
-	err := cmd.Wait()
+	err = cmd.Wait()
 	stopped = true
 	if err != nil {
 		t.Fatalf("closeduel run: %v\n%s\n%s", err, stdout.String(), stderr.String())
