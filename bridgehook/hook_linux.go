@@ -21,11 +21,16 @@ type Hook struct {
 }
 
 // CheckBridgeNetfilter checks that br_netfilter is loaded and that
-// net.bridge.bridge-nf-call-iptables (and -ip6tables) is 1 in the
-// namespace; the error says what to do otherwise.
+// net.bridge.bridge-nf-call-iptables, -ip6tables and
+// bridge-nf-filter-vlan-tagged are 1 in the namespace; the error says what
+// to do otherwise. Without the last, a frame whose IP header still sits
+// behind a VLAN tag when it reaches the bridge's netfilter hooks bypasses
+// iptables, and with it the queue: the kernel moves only the outermost tag
+// out of a received frame, so the inner 802.1Q tag of an 802.1ad (QinQ)
+// frame is still there.
 func CheckBridgeNetfilter(nsName string) error {
 	return netns.Do(nsName, func() error {
-		for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+		for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-filter-vlan-tagged"} {
 			b, err := os.ReadFile("/proc/sys/net/bridge/" + k)
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("%w: the br_netfilter module is not loaded (run `modprobe br_netfilter`)", ErrBridgeNetfilter)

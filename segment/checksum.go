@@ -22,7 +22,7 @@ var errMismatch = errors.New("segment: packet does not match its segment's heade
 var errNotRewritable = errors.New("segment: tunnelled, fragmented or length-less packet cannot be rewritten")
 
 // notRewritable are the Via bits that make a segment not rewritable.
-const notRewritable = ViaIPinIP | ViaGRE | ViaVXLAN | ViaGeneve | ViaFragment | ViaZeroLength | ViaCapped
+const notRewritable = ViaIPinIP | ViaGRE | ViaVXLAN | ViaGeneve | ViaFragment | ViaZeroLength | ViaCapped | ViaCutHeader
 
 // sum16 adds data as big-endian 16-bit words to a one's-complement sum and
 // returns it folded to 16 bits. It reads 32-bit words: 2^16 is 1 modulo

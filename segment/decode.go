@@ -43,6 +43,7 @@ const (
 	linkTypeCHDLC  = layers.LinkType(104) // Cisco HDLC
 	linkTypeLoop   = layers.LinkType(108) // OpenBSD loopback
 	linkTypeNFLOG  = layers.LinkType(239) // Linux NFLOG
+	linkTypeIPoIB  = layers.LinkType(242) // IP over InfiniBand
 )
 
 // link is the framing a Decoder expects at the start of a packet.
@@ -58,6 +59,7 @@ const (
 	linkNFLOG
 	linkCHDLC
 	linkPPP
+	linkIPoIB
 )
 
 // Decoder decodes packets into Segments in place. It allocates nothing.
@@ -68,13 +70,15 @@ type Decoder struct {
 	vlans [2]uint16 // its first two VLAN IDs
 	tags  int       // how many VLAN tags it carried
 	depth int       // headers followed so far
+	limit int       // where the outermost frame ended on the wire
 }
 
 // NewDecoder returns a Decoder for packets that start with the given link
 // type: layers.LinkTypeRaw (an IPv4 or IPv6 header, as NFQUEUE delivers;
 // also DLT 12, LinkTypeIPv4, LinkTypeIPv6), LinkTypeEthernet,
 // LinkTypeLinuxSLL, LinkTypeLinuxSLL2, LinkTypeNull (BSD loopback), 108
-// (OpenBSD loopback), LinkTypePPP, 104 (Cisco HDLC) or 239 (NFLOG).
+// (OpenBSD loopback), LinkTypePPP, 104 (Cisco HDLC), 239 (NFLOG) or 242
+// (IP over InfiniBand).
 // Other link types give an error wrapping errors.ErrUnsupported.
 func NewDecoder(lt layers.LinkType) (*Decoder, error) {
 	d := &Decoder{}
@@ -97,6 +101,8 @@ func NewDecoder(lt layers.LinkType) (*Decoder, error) {
 		d.link = linkCHDLC
 	case layers.LinkTypePPP:
 		d.link = linkPPP
+	case linkTypeIPoIB:
+		d.link = linkIPoIB
 	default:
 		return nil, fmt.Errorf("segment: link type %v (%d): %w", lt, uint16(lt), errors.ErrUnsupported)
 	}
@@ -127,7 +133,8 @@ func (d *Decoder) Decode(pkt []byte, seg *Segment) error {
 
 // DecodeWire is Decode for a packet that was wireLen octets long on the
 // wire, of which pkt holds the first len(pkt) (a capture record's original
-// and captured lengths). The payload is capped at what the wire carried, as
+// and captured lengths). A TCP header whose options the capture cut
+// decodes from its fixed part (seg.Via has ViaCutHeader). The payload is capped at what the wire carried, as
 // Wireshark caps it: an IP length field longer than the frame (seg.Via has
 // ViaCapped) does not turn a pure ACK into data. A wireLen below len(pkt)
 // counts as len(pkt).
@@ -140,7 +147,7 @@ func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 	if len(pkt) == 0 {
 		return errEmpty
 	}
-	d.via, d.vlans, d.tags, d.depth = 0, [2]uint16{}, 0, 0
+	d.via, d.vlans, d.tags, d.depth, d.limit = 0, [2]uint16{}, 0, 0, limit
 	be := binary.BigEndian
 	switch d.link {
 	case linkRaw:
@@ -184,6 +191,11 @@ func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 		return d.etherType(pkt, 4, be.Uint16(pkt[2:]), limit, seg)
 	case linkPPP:
 		return d.ppp(pkt, 0, limit, seg)
+	case linkIPoIB: // destination and source hardware addresses, then RFC 4391's header
+		if len(pkt) < 44 {
+			return ErrTruncated
+		}
+		return d.etherType(pkt, 44, be.Uint16(pkt[40:]), limit, seg)
 	}
 	return ErrNotTCP
 }
@@ -226,6 +238,7 @@ const (
 	etherERSPAN2 = 0x88be
 	etherERSPAN3 = 0x22eb
 	etherPPP     = 0x880b // PPP in GRE version 1 (PPTP)
+	etherWCCP    = 0x883e // WCCP redirection in GRE
 )
 
 // etherType decodes what follows a header that announced typ at off.
@@ -256,33 +269,7 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 			typ = be.Uint16(pkt[off+2:])
 			off += 4
 		case etherMPLS, etherMPLSMC:
-			d.via |= ViaMPLS
-			for {
-				if len(pkt) < off+4 {
-					return ErrTruncated
-				}
-				bottom := pkt[off+2]&1 != 0
-				off += 4
-				if bottom {
-					break
-				}
-				if d.depth++; d.depth > maxDepth {
-					return ErrNotTCP
-				}
-			}
-			if len(pkt) <= off {
-				return ErrTruncated
-			}
-			// No type field: guess from the first nibble, as Wireshark does.
-			switch pkt[off] >> 4 {
-			case 4:
-				return d.ip(pkt, off, 4, limit, seg)
-			case 6:
-				return d.ip(pkt, off, 6, limit, seg)
-			case 0: // a pseudowire control word, then Ethernet
-				return d.ethernet(pkt, off+4, limit, seg)
-			}
-			return ErrNotTCP
+			return d.mpls(pkt, off, limit, seg)
 		case etherPPPoE:
 			if len(pkt) < off+6 {
 				return ErrTruncated
@@ -300,6 +287,38 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 			return ErrNotTCP
 		}
 	}
+}
+
+// mpls decodes an MPLS label stack at off and what its bottom label
+// carries.
+func (d *Decoder) mpls(pkt []byte, off, limit int, seg *Segment) error {
+	d.via |= ViaMPLS
+	for {
+		if len(pkt) < off+4 {
+			return ErrTruncated
+		}
+		bottom := pkt[off+2]&1 != 0
+		off += 4
+		if bottom {
+			break
+		}
+		if d.depth++; d.depth > maxDepth {
+			return ErrNotTCP
+		}
+	}
+	if len(pkt) <= off {
+		return ErrTruncated
+	}
+	// No type field: guess from the first nibble, as Wireshark does.
+	switch pkt[off] >> 4 {
+	case 4:
+		return d.ip(pkt, off, 4, limit, seg)
+	case 6:
+		return d.ip(pkt, off, 6, limit, seg)
+	case 0: // a pseudowire control word, then Ethernet
+		return d.ethernet(pkt, off+4, limit, seg)
+	}
+	return ErrNotTCP
 }
 
 // ppp decodes a PPP header (address and control optional, protocol field
@@ -328,6 +347,8 @@ func (d *Decoder) ppp(pkt []byte, off, limit int, seg *Segment) error {
 		return d.ip(pkt, off, 4, limit, seg)
 	case 0x57:
 		return d.ip(pkt, off, 6, limit, seg)
+	case 0x281, 0x283: // MPLS unicast, multicast
+		return d.mpls(pkt, off, limit, seg)
 	}
 	return ErrNotTCP
 }
@@ -617,6 +638,14 @@ func (d *Decoder) tunnel(pkt []byte, off int, proto byte, end int, seg *Segment)
 				off += 8
 			}
 			return d.ethernet(pkt, off, end, seg)
+		case etherWCCP: // a 4-octet redirect header (WCCPv2) unless IPv4 follows at once (v1)
+			if len(pkt) <= off {
+				return ErrTruncated
+			}
+			if pkt[off]>>4 != 4 {
+				off += 4
+			}
+			return d.ip(pkt, off, 4, end, seg)
 		case etherERSPAN3:
 			if len(pkt) < off+12 {
 				return ErrTruncated
@@ -665,7 +694,12 @@ func (d *Decoder) tcp(pkt []byte, off, ihl, end int, seg *Segment) error {
 		return errDataOffset
 	}
 	if len(t) < doff {
-		return ErrTruncated
+		if limit := d.limit; limit <= len(pkt) || limit == math.MaxInt {
+			return ErrTruncated
+		}
+		// The capture's snap length cut the options: what the fixed
+		// header says is all there is, as Wireshark reads it.
+		d.via |= ViaCutHeader
 	}
 	if off+ihl+doff > end {
 		if d.via&ViaCapped != 0 {
@@ -685,7 +719,7 @@ func (d *Decoder) tcp(pkt []byte, off, ihl, end int, seg *Segment) error {
 	seg.Via = d.via
 	seg.VLAN, seg.InnerVLAN = d.vlans[0], d.vlans[1]
 	seg.WindowScale, seg.MSS = -1, 0
-	opts := t[20:doff]
+	opts := t[20:min(doff, len(t))]
 	for i := 0; i < len(opts); {
 		kind := opts[i]
 		if kind == 0 { // end of option list

@@ -98,6 +98,9 @@ func TestDecodeEncapsulated(t *testing.T) {
 		{"Cisco HDLC", linkTypeCHDLC, cat([]byte{0x0f, 0}, u16(0x0800), tcp4), p4, 0, [2]uint16{}, 0},
 		{"PPP", layers.LinkTypePPP, cat([]byte{0xff, 3, 0, 0x57}, tcp6), p6, 0, [2]uint16{}, 0},
 		{"NFLOG", linkTypeNFLOG, nflog(2, tcp4), p4, 0, [2]uint16{}, 0},
+		{"PPP with MPLS", layers.LinkTypePPP, cat([]byte{0xff, 3, 0x02, 0x81}, mplsIP), p4, ViaMPLS, [2]uint16{}, 0},
+		{"GRE with WCCPv2 redirect header", layers.LinkTypeRaw, ip4Of(t, layers.IPProtocolGRE, gopacket.Payload(gre(0, 0x883e, 4, tcp4))), p4, ViaGRE, [2]uint16{}, 0},
+		{"IP over InfiniBand", linkTypeIPoIB, cat(make([]byte, 40), u16(0x86dd), []byte{0, 0}, tcp6), p6, 0, [2]uint16{}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -249,6 +252,18 @@ func TestDecodeWire(t *testing.T) {
 	if err := d.DecodeWire(data[:54], len(data), &got); err != nil || got.PayloadLen != 1448 || got.Via != 0 {
 		t.Errorf("snap-length cut: PayloadLen %d, Via %v, %v; want 1448, plain", got.PayloadLen, got.Via, err)
 	}
+	// A snap length that cuts the TCP options: the fixed header decodes,
+	// options unread; Decode, not told the wire length, refuses it.
+	syn := ethernet(t, (&pkt{src: cli4, dst: dev4, flags: SYN, seq: 7, ttl: 64, opts: linuxSYN()}).raw(t))
+	if err := d.DecodeWire(syn[:14+20+24], len(syn), &got); err != nil || got.Flags != SYN || got.Seq != 7 || got.TCPHeaderLen != 40 || got.MSS != 1460 || got.WindowScale != -1 || got.Via != ViaCutHeader {
+		t.Errorf("cut options: %+v, %v; want the SYN with its MSS and no window scale, cut-header", got, err)
+	}
+	if err := d.Decode(syn[:14+20+24], &got); err == nil {
+		t.Error("Decode accepted a cut TCP header")
+	}
+	if err := d.DecodeWire(syn[:14+20+19], len(syn), &got); err == nil {
+		t.Error("DecodeWire accepted 19 octets of TCP header")
+	}
 	// Ethernet padding on the wire is not payload either.
 	padded := append(ethernet(t, ack.raw(t)), make([]byte, 6)...)
 	if err := d.DecodeWire(padded, len(padded), &got); err != nil || got.PayloadLen != 0 || got.Via != 0 {
@@ -262,7 +277,7 @@ func TestViaString(t *testing.T) {
 			t.Errorf("Via(%#x).String() = %q, want %q", uint16(v), got, want)
 		}
 	}
-	if len(ViaNames()) != 13 || ViaNames()[12] != "capped" {
+	if len(ViaNames()) != 14 || ViaNames()[13] != "cut-header" {
 		t.Errorf("ViaNames() = %v", ViaNames())
 	}
 }

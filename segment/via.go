@@ -22,10 +22,11 @@ const (
 	ViaFragment                   // the first fragment of a fragmented datagram
 	ViaZeroLength                 // an IP length field of 0 (TSO, BIG TCP): length from the frame
 	ViaCapped                     // an IP length beyond the frame's wire length: payload capped
+	ViaCutHeader                  // a TCP header whose options the capture cut: options unread
 )
 
 // viaNames are the names String gives each bit, in bit order.
-var viaNames = [...]string{"vlan", "qinq", "mpls", "llc-snap", "pppoe", "ip-in-ip", "gre", "vxlan", "geneve", "ipv6-ext", "fragment", "zero-length", "capped"}
+var viaNames = [...]string{"vlan", "qinq", "mpls", "llc-snap", "pppoe", "ip-in-ip", "gre", "vxlan", "geneve", "ipv6-ext", "fragment", "zero-length", "capped", "cut-header"}
 
 // ViaNames returns the name of every Via bit, in bit order.
 func ViaNames() []string { return viaNames[:] }

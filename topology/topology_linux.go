@@ -111,10 +111,11 @@ func Build(ctx context.Context, cfg Config) (t *Topology, err error) {
 }
 
 // setBridgeNetfilter makes bridged IPv4/IPv6 traffic pass iptables in the
-// bridge namespace (br_netfilter's per-namespace switch).
+// bridge namespace (br_netfilter's per-namespace switches), VLAN-tagged
+// traffic included.
 func (t *Topology) setBridgeNetfilter() error {
 	return netns.Do(t.Bridge, func() error {
-		for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+		for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-filter-vlan-tagged"} {
 			p := filepath.Join("/proc/sys/net/bridge", k)
 			if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
 				return fmt.Errorf("topology: br_netfilter: %w (is the br_netfilter module loaded?)", err)
