@@ -20,8 +20,9 @@ func analyzeCommand() *cli.Command {
 		Name:      "analyze",
 		Usage:     "analyse captures and verdict logs: connections, closes, duels",
 		ArgsUsage: "FILE... | --run DIR | --compare A B",
-		Description: "Reads pcap/pcapng captures (Ethernet, Linux cooked SLL/SLL2, raw IP), closeduel's\n" +
-			"pcapng with verdict comments and its JSON Lines verdict logs, merged by time.\n" +
+		Description: "Reads pcap/pcapng captures (Ethernet with VLAN tags and tunnels, Linux SLL/SLL2,\n" +
+			"raw IP, BSD loopback, PPP, Cisco HDLC, NFLOG), closeduel's pcapng with verdict\n" +
+			"comments and its JSON Lines verdict logs, merged by time.\n" +
 			"A or B of --compare is a file or a run directory. analysis/DEFINITIONS.md defines every figure." + examples(
 			"closeduel analyze capture.pcapng verdicts.jsonl",
 			"closeduel analyze --run runs/20260101-120000-observe --html report.html",
