@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"bufio"
+	"context"
 	"net/netip"
 	"os"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/tcpstate"
 )
 
 // vmHWM returns the process's peak resident set size in bytes (Linux), 0
@@ -113,5 +115,33 @@ func TestEvictionsCountedAndReported(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "2000 tuples forgotten early") {
 		t.Errorf("the text report does not say the evictions:\n%s", b.String())
+	}
+}
+
+// TestTimeWaitPerStack: how long the holder keeps TIME_WAIT is its
+// stack's (Config.Stack, Config.TimeWait): the lab's Linux device holds the
+// tuple 60 s, so each next SYN a second later reuses it; with a TIME_WAIT
+// of half a second none does.
+func TestTimeWaitPerStack(t *testing.T) {
+	device := netip.MustParseAddr("192.168.100.99")
+	stacks := func(a netip.AddrPort) tcpstate.Stack {
+		if a.Addr() == device {
+			return tcpstate.Linux
+		}
+		return tcpstate.RFC9293
+	}
+	for _, tc := range []struct {
+		timeWait time.Duration
+		reuses   int
+	}{{0, 3}, {500 * time.Millisecond, 0}} {
+		cfg := Config{Stack: stacks}
+		cfg.TimeWait[tcpstate.Linux] = tc.timeWait
+		r, err := Analyze(context.Background(), cfg, []string{"testdata/linux-port-reuse/capture.pcapng"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Totals.TimeWaitReuses != tc.reuses || r.Totals.Connections != 4 {
+			t.Errorf("Linux TIME_WAIT %v: %d reuses of %d connections, want %d of 4", tc.timeWait, r.Totals.TimeWaitReuses, r.Totals.Connections, tc.reuses)
+		}
 	}
 }

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/closeduel/closeduel/analysis"
+	"github.com/closeduel/closeduel/tcpstate"
 	"github.com/urfave/cli/v2"
 )
 
@@ -39,6 +42,8 @@ func analyzeCommand() *cli.Command {
 			&cli.DurationFlag{Name: "idle-timeout", Value: 5 * time.Minute, Usage: "quiet time that ends an open connection"},
 			&cli.DurationFlag{Name: "msl", Value: 60 * time.Second, Usage: "maximum segment lifetime: TIME_WAIT is taken to last 2*MSL"},
 			&cli.IntFlag{Name: "max-tuples", Value: analysis.DefaultMaxTuples, Usage: "4-tuples held at once; beyond, the least recently active is forgotten (counted)"},
+			&cli.StringSliceFlag{Name: "stack", Usage: "`ADDR=STACK`: the stack (linux, lwip, rfc9293) of an address or prefix, for its TIME_WAIT length and RST handling; repeatable"},
+			&cli.StringSliceFlag{Name: "time-wait", Usage: "`STACK=DURATION`: how long that stack holds TIME_WAIT (default: linux 60s, others 2*MSL); repeatable"},
 			&cli.IntFlag{Name: "max-connections", Value: 5000, Usage: "connection rows kept in the report"},
 			&cli.BoolFlag{Name: "all", Usage: "list every connection in the text report, not only those that did not close cleanly"},
 			&cli.IntFlag{Name: "rows", Value: 20, Usage: "rows per text table"},
@@ -54,6 +59,9 @@ func analyzeAction(c *cli.Context) error {
 		MSL:            c.Duration("msl"),
 		MaxTuples:      c.Int("max-tuples"),
 		MaxConnections: c.Int("max-connections"),
+	}
+	if err := stackFlags(c, &cfg); err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	out := c.App.Writer
 	if out == nil {
@@ -220,4 +228,49 @@ func untilDone[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 		var zero T
 		return zero, fmt.Errorf("analyze: interrupted: %w", context.Cause(ctx))
 	}
+}
+
+// stackFlags reads --stack and --time-wait into cfg.
+func stackFlags(c *cli.Context, cfg *analysis.Config) error {
+	type rule struct {
+		p     netip.Prefix
+		stack tcpstate.Stack
+	}
+	var rules []rule
+	for _, v := range c.StringSlice("stack") {
+		k, name, ok := strings.Cut(v, "=")
+		st, known := tcpstate.ParseStack(name)
+		if !ok || !known {
+			return fmt.Errorf("analyze: --stack %q: want ADDR=STACK with STACK one of %s", v, strings.Join(tcpstate.StackNames(), ", "))
+		}
+		p, err := netip.ParsePrefix(k)
+		if err != nil {
+			a, aerr := netip.ParseAddr(k)
+			if aerr != nil {
+				return fmt.Errorf("analyze: --stack %q: %q is no address or prefix", v, k)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		rules = append(rules, rule{p, st})
+	}
+	if len(rules) > 0 {
+		cfg.Stack = func(a netip.AddrPort) tcpstate.Stack {
+			for _, r := range rules {
+				if r.p.Contains(a.Addr().Unmap()) {
+					return r.stack
+				}
+			}
+			return tcpstate.RFC9293
+		}
+	}
+	for _, v := range c.StringSlice("time-wait") {
+		name, d, ok := strings.Cut(v, "=")
+		st, known := tcpstate.ParseStack(name)
+		dur, err := time.ParseDuration(d)
+		if !ok || !known || err != nil || dur <= 0 {
+			return fmt.Errorf("analyze: --time-wait %q: want STACK=DURATION, e.g. lwip=120s", v)
+		}
+		cfg.TimeWait[st] = dur
+	}
+	return nil
 }
