@@ -3,6 +3,7 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/rules"
 	"github.com/closeduel/closeduel/tcpstate"
@@ -24,6 +25,10 @@ type Sources struct {
 	Live *Live
 	// Switches counts rule and mitigation switches.
 	Switches *Switches
+	// Mitigations returns the mitigations switched on, MitigationStats
+	// their counters.
+	Mitigations     func() mitigate.Set
+	MitigationStats func() *mitigate.Stats
 	// Version is the build's version, exported as closeduel_build_info.
 	Version string
 }
@@ -72,6 +77,8 @@ var (
 	descIgnRST   = prometheus.NewDesc("closeduel_analysis_ignored_rsts_total", "RSTs the receiver ignored, per the live analysis.", nil, nil)
 	descReuse    = prometheus.NewDesc("closeduel_analysis_time_wait_reuses_total", "TIME_WAIT reuses, per the live analysis.", nil, nil)
 	descLiveLost = prometheus.NewDesc("closeduel_analysis_events_lost_total", "Events the live analysis missed because its ring was full.", nil, nil)
+	descMitOn    = prometheus.NewDesc("closeduel_mitigation_enabled", "1 while the mitigation is switched on, 0 when off.", []string{"mitigation"}, nil)
+	descMitDone  = prometheus.NewDesc("closeduel_mitigation_actions_total", "What the mitigations did, by mitigation and action (timewait-guard: moved, translated, released, full; final-ack-repair: repaired, kept_rst, kept_ack; duel-quench: quenched, dropped).", []string{"mitigation", "action"}, nil)
 	descSwitches = prometheus.NewDesc("closeduel_switches_total", "Rule and mitigation switches at run time, by kind (rule, mitigation), name and the state switched to.", []string{"kind", "name", "state"}, nil)
 )
 
@@ -148,6 +155,30 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descIgnRST, uint64(lc.IgnoredRSTs))
 		counter(descReuse, uint64(lc.TimeWaitReuses))
 		counter(descLiveLost, c.src.Live.Lost())
+	}
+	if c.src.Mitigations != nil {
+		on := c.src.Mitigations()
+		for _, n := range mitigate.All() {
+			v := 0.0
+			if on.Has(n) {
+				v = 1
+			}
+			gauge(descMitOn, v, n.String())
+		}
+	}
+	if c.src.MitigationStats != nil {
+		if s := c.src.MitigationStats(); s != nil {
+			tg, fr, dq := mitigate.TimewaitGuard.String(), mitigate.FinalAckRepair.String(), mitigate.DuelQuench.String()
+			counter(descMitDone, s.Moved.Load(), tg, "moved")
+			counter(descMitDone, s.Translated.Load(), tg, "translated")
+			counter(descMitDone, s.Released.Load(), tg, "released")
+			counter(descMitDone, s.Full.Load(), tg, "full")
+			counter(descMitDone, s.Repaired.Load(), fr, "repaired")
+			counter(descMitDone, s.KeptRSTs.Load(), fr, "kept_rst")
+			counter(descMitDone, s.KeptACKs.Load(), fr, "kept_ack")
+			counter(descMitDone, s.Quenched.Load(), dq, "quenched")
+			counter(descMitDone, s.QuenchDrops.Load(), dq, "dropped")
+		}
 	}
 	if c.src.Switches != nil {
 		c.src.Switches.each(func(kind, name, state string, n uint64) { counter(descSwitches, n, kind, name, state) })

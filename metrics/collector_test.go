@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/rules"
 	"github.com/closeduel/closeduel/segment"
@@ -39,11 +40,17 @@ func testSources(t *testing.T) Sources {
 		Rules: func() []rules.RuleStatus {
 			return []rules.RuleStatus{{Name: "drop-final-ack", Enabled: false, Hits: 3, Action: "drop"}}
 		},
-		Tracker:  func() *tcpstate.Stats { return tr },
-		Log:      func() verdictlog.Stats { return verdictlog.Stats{Recorded: 100, Lost: 1} },
-		Live:     live,
-		Switches: sw,
-		Version:  "v-test",
+		Tracker:     func() *tcpstate.Stats { return tr },
+		Log:         func() verdictlog.Stats { return verdictlog.Stats{Recorded: 100, Lost: 1} },
+		Live:        live,
+		Switches:    sw,
+		Version:     "v-test",
+		Mitigations: func() mitigate.Set { return mitigate.Set(0).With(mitigate.FinalAckRepair, true) },
+		MitigationStats: func() *mitigate.Stats {
+			st := &mitigate.Stats{}
+			st.Repaired.Store(4)
+			return st
+		},
 	}
 }
 
@@ -92,6 +99,10 @@ func TestMetricsValues(t *testing.T) {
 		`closeduel_switches_total{kind="rule",name="drop-final-ack",state="off"} 2`,
 		`closeduel_switches_total{kind="rule",name="drop-final-ack",state="on"} 1`,
 		`closeduel_switches_total{kind="mitigation",name="ack-fin",state="on"} 1`,
+		`closeduel_mitigation_enabled{mitigation="final-ack-repair"} 1`,
+		`closeduel_mitigation_enabled{mitigation="timewait-guard"} 0`,
+		`closeduel_mitigation_actions_total{action="repaired",mitigation="final-ack-repair"} 4`,
+		`closeduel_mitigation_actions_total{action="moved",mitigation="timewait-guard"} 0`,
 		`go_goroutines `,
 	} {
 		if !strings.Contains(body, want+"\n") && !strings.Contains(body, want) {

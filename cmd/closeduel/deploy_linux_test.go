@@ -351,6 +351,8 @@ func TestDeployOnABusyBridge(t *testing.T) {
 	}
 	ctl("disable", "delay-final-ack")
 	ctl("enable", "delay-final-ack")
+	ctl("mitigation", "timewait-guard", "on")
+	ctl("mitigation", "timewait-guard", "off")
 	if st := ctl("status"); !strings.Contains(st, "experiment delayed-final-ack") || !strings.Contains(st, "on  delay-final-ack") {
 		t.Fatalf("ctl status:\n%s", st)
 	}
@@ -399,7 +401,7 @@ func TestDeployOnABusyBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var verdicts, accepted, delayed, toggles, lost int
+	var verdicts, accepted, delayed, toggles, mitigations, lost int
 	byAction := map[string]int{}
 	conns := map[float64]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
@@ -428,6 +430,8 @@ func TestDeployOnABusyBridge(t *testing.T) {
 			}
 		case "toggle":
 			toggles++
+		case "mitigation":
+			mitigations++
 		case "lost":
 			lost++
 		}
@@ -447,9 +451,9 @@ func TestDeployOnABusyBridge(t *testing.T) {
 	if wireDTCP < requests*2*4 { // C>D and A>D: at least 4 segments each way per connection
 		t.Errorf("D's wire shows %d TCP port-80 packets for %d connections", wireDTCP, requests+3)
 	}
-	if verdicts < requests*8 || delayed < requests || len(conns) != requests || lost != 0 || toggles != 2 {
-		t.Errorf("log: %d verdicts, %d delayed, %d connections, %d lost records, %d toggles; want >= %d, >= %d, %d, 0, 2",
-			verdicts, delayed, len(conns), lost, toggles, requests*8, requests, requests)
+	if verdicts < requests*8 || delayed < requests || len(conns) != requests || lost != 0 || toggles != 2 || mitigations != 2 {
+		t.Errorf("log: %d verdicts, %d delayed, %d connections, %d lost records, %d toggles, %d mitigation switches; want >= %d, >= %d, %d, 0, 2, 2",
+			verdicts, delayed, len(conns), lost, toggles, mitigations, requests*8, requests, requests)
 	}
 
 	// The analysis of the log, for the live analysis' figures.
@@ -468,23 +472,25 @@ func TestDeployOnABusyBridge(t *testing.T) {
 
 	// /metrics against the log.
 	for name, want := range map[string]int{
-		`closeduel_packets_total`:                                                  verdicts,
-		`closeduel_verdicts_total{verdict="accept"}`:                               accepted,
-		`closeduel_verdicts_total{verdict="drop"}`:                                 verdicts - accepted,
-		`closeduel_actions_total{action="pass"}`:                                   byAction["pass"],
-		`closeduel_actions_total{action="delay"}`:                                  byAction["delay"],
-		`closeduel_held_packets_total`:                                             delayed,
-		`closeduel_released_packets_total`:                                         delayed,
-		`closeduel_held_packets`:                                                   0,
-		`closeduel_log_records_lost_total`:                                         lost,
-		`closeduel_tracker_connections_total`:                                      len(conns),
-		`closeduel_analysis_connections_total`:                                     report.Totals.Connections,
-		`closeduel_duels_total`:                                                    report.Totals.Duels,
-		`closeduel_packets_unparsed_total{reason="non_tcp"}`:                       0,
-		`closeduel_kernel_queue_dropped_total{cause="queue_full"}`:                 0,
-		`closeduel_rule_decisions_total{action="delay",rule="delay-final-ack"}`:    delayed,
-		`closeduel_switches_total{kind="rule",name="delay-final-ack",state="off"}`: 1,
-		`closeduel_switches_total{kind="rule",name="delay-final-ack",state="on"}`:  1,
+		`closeduel_packets_total`:                                                       verdicts,
+		`closeduel_verdicts_total{verdict="accept"}`:                                    accepted,
+		`closeduel_verdicts_total{verdict="drop"}`:                                      verdicts - accepted,
+		`closeduel_actions_total{action="pass"}`:                                        byAction["pass"],
+		`closeduel_actions_total{action="delay"}`:                                       byAction["delay"],
+		`closeduel_held_packets_total`:                                                  delayed,
+		`closeduel_released_packets_total`:                                              delayed,
+		`closeduel_held_packets`:                                                        0,
+		`closeduel_log_records_lost_total`:                                              lost,
+		`closeduel_tracker_connections_total`:                                           len(conns),
+		`closeduel_analysis_connections_total`:                                          report.Totals.Connections,
+		`closeduel_duels_total`:                                                         report.Totals.Duels,
+		`closeduel_packets_unparsed_total{reason="non_tcp"}`:                            0,
+		`closeduel_kernel_queue_dropped_total{cause="queue_full"}`:                      0,
+		`closeduel_rule_decisions_total{action="delay",rule="delay-final-ack"}`:         delayed,
+		`closeduel_switches_total{kind="rule",name="delay-final-ack",state="off"}`:      1,
+		`closeduel_switches_total{kind="mitigation",name="timewait-guard",state="on"}`:  mitigations / 2,
+		`closeduel_switches_total{kind="mitigation",name="timewait-guard",state="off"}`: mitigations / 2,
+		`closeduel_switches_total{kind="rule",name="delay-final-ack",state="on"}`:       1,
 	} {
 		got, ok := metrics[name]
 		if !ok {

@@ -196,6 +196,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		src := metrics.Sources{
 			Engine: engine.Stats, Rules: decider.Rules, Tracker: decider.TrackerStats,
 			Live: live, Switches: switches, Version: version,
+			Mitigations: decider.Mitigations, MitigationStats: decider.MitigationStats,
 		}
 		if vlog != nil {
 			src.Log = vlog.Stats
@@ -481,6 +482,9 @@ func (c *controller) reload(ctx context.Context) (string, error) {
 	for _, sw := range switched {
 		if c.vlog != nil {
 			c.vlog.Mitigation(now, sw.Name, sw.On)
+		}
+		if c.switches != nil {
+			c.switches.Switched("mitigation", sw.Name, onOff(sw.On))
 		}
 		msg += fmt.Sprintf("; mitigation %s %s", sw.Name, onOff(sw.On))
 	}
