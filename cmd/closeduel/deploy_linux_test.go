@@ -488,6 +488,7 @@ func TestDeployOnABusyBridge(t *testing.T) {
 		`closeduel_kernel_queue_dropped_total{cause="queue_full"}`:                      0,
 		`closeduel_rule_decisions_total{action="delay",rule="delay-final-ack"}`:         delayed,
 		`closeduel_switches_total{kind="rule",name="delay-final-ack",state="off"}`:      1,
+		`closeduel_mitigation_enabled{mitigation="timewait-guard"}`:                     0,
 		`closeduel_switches_total{kind="mitigation",name="timewait-guard",state="on"}`:  mitigations / 2,
 		`closeduel_switches_total{kind="mitigation",name="timewait-guard",state="off"}`: mitigations / 2,
 		`closeduel_switches_total{kind="rule",name="delay-final-ack",state="on"}`:       1,
