@@ -44,8 +44,8 @@ func TestMain(m *testing.M) {
 
 // labRun is one lab run of experiment with the mitigations on; during, when
 // set, runs while the workload goes on. It returns the run directory's
-// analysis and the directory.
-func labRun(t *testing.T, tag, experiment string, on mitigate.Set, set func(*lab.Config), during func(*lab.Engine)) (*analysis.Report, string) {
+// analysis and the lab's result.
+func labRun(t *testing.T, tag, experiment string, on mitigate.Set, set func(*lab.Config), during func(*lab.Engine)) (*analysis.Report, *lab.Result) {
 	t.Helper()
 	f, err := rules.LoadLibrary(experiment)
 	if err != nil {
@@ -97,7 +97,7 @@ func labRun(t *testing.T, tag, experiment string, on mitigate.Set, set func(*lab
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rep, res.Dir
+	return rep, res
 }
 
 func summary(s nfq.Snapshot) map[string]uint64 {
@@ -131,7 +131,10 @@ func totals(r *analysis.Report) string {
 func TestTimewaitGuardEndsTheReuseDuel(t *testing.T) {
 	roottest.Require(t)
 	without, _ := labRun(t, "a", "reused-tuple", 0, reuse("3x1s", time.Second), nil)
-	with, _ := labRun(t, "b", "reused-tuple", mitigate.Set(0).With(mitigate.TimewaitGuard, true), reuse("3x1s", time.Second), nil)
+	with, res := labRun(t, "b", "reused-tuple", mitigate.Set(0).With(mitigate.TimewaitGuard, true), reuse("3x1s", time.Second), nil)
+	if n := res.Record.Results.RequestsFailed; n != 0 {
+		t.Errorf("with the guard: the workload has %d failed requests, want 0", n)
+	}
 	t.Logf("without: %s", totals(without))
 	t.Logf("with:    %s", totals(with))
 	if without.Totals.Duels == 0 || without.Totals.TimeWaitReuses == 0 {
@@ -166,6 +169,59 @@ func TestDuelQuenchStopsThePingPong(t *testing.T) {
 	}
 	if with.Totals.Duels > 0 && (with.Totals.RSTs >= without.Totals.RSTs || with.Totals.Drops == 0) {
 		t.Errorf("with the quench: %d RSTs (without %d), %d drops: the ping-pong went on", with.Totals.RSTs, without.Totals.RSTs, with.Totals.Drops)
+	}
+}
+
+// TestEndpointFixesEndTheReuseDuel: the host-side fixes that remove the
+// held tuple or the reuse, each against the same reuse workload as the
+// guard: the duel appears without them (one run shared by the subtests);
+// with each, no duel and no failed request (close-second: no more than
+// without, see portsHeld). (rfc1337, tw-reuse and a
+// larger pool do not touch this mechanism: `closeduel lab --ab NAME`
+// measures them, README.md has the figures.)
+func TestEndpointFixesEndTheReuseDuel(t *testing.T) {
+	roottest.Require(t)
+	without, base := labRun(t, "h", "reused-tuple", 0, reuse("3x1s", time.Second), nil)
+	t.Logf("without: %s; the workload's failed requests %d", totals(without), base.Record.Results.RequestsFailed)
+	if without.Totals.Duels == 0 || without.Totals.FailedRequests == 0 {
+		t.Fatalf("without a fix: no duel or no failed request: the workload does not show the mechanism")
+	}
+	for i, fix := range []struct {
+		name string
+		set  func(*lab.Config)
+		// portsHeld: the fix moves TIME-WAIT to the client, whose two
+		// ports it then holds: requests fail there (no SYN is sent), no
+		// more than without.
+		portsHeld bool
+	}{
+		// The client picks from Linux's default range: no reuse within
+		// the device's TIME-WAIT.
+		{"wide-ports", func(c *lab.Config) { c.PortRange = "32768-60999" }, false},
+		// The client's close is an RST: the device, in FIN-WAIT-2, takes
+		// it and keeps no TIME-WAIT.
+		{"linger0", func(c *lab.Config) { c.Linger0 = true }, false},
+		// The device closes second: the client holds the TIME-WAIT and
+		// picks the other port.
+		{"close-second", func(c *lab.Config) { c.Close, c.WaitEOF = lab.CloseWaitClient, false }, true},
+		// The device keeps TIME-WAIT shorter than the client's gap
+		// between two uses of a port.
+		{"short-time-wait", func(c *lab.Config) { c.TimeWait = 500 * time.Millisecond }, false},
+	} {
+		t.Run(fix.name, func(t *testing.T) {
+			set := func(c *lab.Config) {
+				reuse("3x1s", time.Second)(c)
+				fix.set(c)
+			}
+			with, res := labRun(t, fmt.Sprintf("i%d", i), "reused-tuple", 0, set, nil)
+			failed := res.Record.Results.RequestsFailed
+			t.Logf("with %s: %s; the workload's failed requests %d", fix.name, totals(with), failed)
+			if with.Totals.Duels != 0 || with.Totals.FailedRequests != 0 {
+				t.Errorf("with %s: %d duels, %d failed requests; want none", fix.name, with.Totals.Duels, with.Totals.FailedRequests)
+			}
+			if (!fix.portsHeld && failed != 0) || failed > base.Record.Results.RequestsFailed {
+				t.Errorf("with %s: the workload's failed requests %d (without: %d)", fix.name, failed, base.Record.Results.RequestsFailed)
+			}
+		})
 	}
 }
 
@@ -218,13 +274,13 @@ func TestLiveSwitch(t *testing.T) {
 		time.Sleep(2500 * time.Millisecond)
 		errs = append(errs, e.SetMitigation("timewait-guard", true))
 	}
-	rep, dir := labRun(t, "e", "reused-tuple", mitigate.Set(0).With(mitigate.TimewaitGuard, true), reuse("10x400ms", 2500*time.Millisecond), during)
+	rep, res := labRun(t, "e", "reused-tuple", mitigate.Set(0).With(mitigate.TimewaitGuard, true), reuse("10x400ms", 2500*time.Millisecond), during)
 	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	log := filepath.Join(dir, lab.FileVerdicts)
+	log := filepath.Join(res.Dir, lab.FileVerdicts)
 	verdicts, sum := readLog(t, log)
 	if sum["kernel_queue_dropped"] != 0 || sum["kernel_user_dropped"] != 0 || sum["lost"] != 0 || sum["decider_panics"] != 0 {
 		t.Errorf("summary %v: want no kernel drop, no lost record, no panic", sum)

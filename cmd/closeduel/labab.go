@@ -32,7 +32,7 @@ var endpointFixes = map[string]endpointFix{
 	"tw-reuse":        {"client net.ipv4.tcp_tw_reuse=1", []string{"--tw-reuse", "1"}},
 	"linger0":         {"the client closes with SO_LINGER 0 (RST)", []string{"--linger0"}},
 	"close-second":    {"the device waits for the client's FIN before closing (and the client closes first)", []string{"--close", "wait", "--client-close", "head"}},
-	"short-time-wait": {"the device keeps TIME_WAIT for 1 s instead of 120 s", []string{"--time-wait", "1s"}},
+	"short-time-wait": {"the device keeps TIME_WAIT for 500 ms instead of 120 s", []string{"--time-wait", "500ms"}},
 	"large-pool":      {"the device's pcb pool has no limit", []string{"--pool", "0"}},
 }
 

@@ -28,7 +28,7 @@ func TestABTargets(t *testing.T) {
 	if err != nil || rules != "reused-tuple" || !strings.Contains(strings.Join(workload, " "), "--ports 40000-40001") || strings.Join(fix, " ") != "--mitigation timewait-guard" {
 		t.Errorf("timewait-guard: %q %q %q %v", rules, workload, fix, err)
 	}
-	if _, _, fix, err := abTargets("short-time-wait"); err != nil || strings.Join(fix, " ") != "--time-wait 1s" {
+	if _, _, fix, err := abTargets("short-time-wait"); err != nil || strings.Join(fix, " ") != "--time-wait 500ms" {
 		t.Errorf("short-time-wait: %q %v", fix, err)
 	}
 	if _, _, _, err := abTargets("timewait-gard"); err == nil || !strings.Contains(err.Error(), "known: close-second, duel-quench") {
