@@ -199,8 +199,9 @@ func appendMitigation(b []byte, c *control) []byte {
 }
 
 // appendSummary encodes the closing record: the caller's counters under
-// their sorted names (keys holds them sorted), then the lost count.
-func appendSummary(b []byte, t int64, keys []string, fields map[string]uint64, lost uint64) []byte {
+// their sorted names (keys holds them sorted), then the events lost for
+// want of a slot and those lost to failed writes.
+func appendSummary(b []byte, t int64, keys []string, fields map[string]uint64, lost, failed uint64) []byte {
 	b = appendHead(b, "summary", t)
 	for _, k := range keys {
 		b = append(b, ',')
@@ -209,5 +210,6 @@ func appendSummary(b []byte, t int64, keys []string, fields map[string]uint64, l
 		b = strconv.AppendUint(b, fields[k], 10)
 	}
 	b = appendUintField(b, "lost", lost)
+	b = appendUintField(b, "failed", failed)
 	return appendEnd(b)
 }

@@ -109,12 +109,12 @@ func FuzzAppendWord(f *testing.F) {
 // TestSummaryKeysEscaped checks that a caller's counter name that needs
 // escaping still yields valid JSON.
 func TestSummaryKeysEscaped(t *testing.T) {
-	line := appendSummary(nil, 5, []string{"a\"b", "z"}, map[string]uint64{"a\"b": 1, "z": 2}, 3)
+	line := appendSummary(nil, 5, []string{"a\"b", "z"}, map[string]uint64{"a\"b": 1, "z": 2}, 3, 4)
 	var got map[string]any
 	if err := json.Unmarshal(line, &got); err != nil {
 		t.Fatalf("%s: %v", line, err)
 	}
-	want := map[string]any{"v": 1.0, "kind": "summary", "t": 5.0, "a\"b": 1.0, "z": 2.0, "lost": 3.0}
+	want := map[string]any{"v": 1.0, "kind": "summary", "t": 5.0, "a\"b": 1.0, "z": 2.0, "lost": 3.0, "failed": 4.0}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("summary (-want +got):\n%s", diff)
 	}

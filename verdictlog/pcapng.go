@@ -1,10 +1,8 @@
 package verdictlog
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"runtime"
 	"strconv"
 	"time"
@@ -28,7 +26,7 @@ const InterfaceName = "closeduel"
 // reused buffer, because NgWriter allocates for every packet (it builds an
 // option slice and boxes each option value).
 type pcapOut struct {
-	buf     *bufio.Writer // below the NgWriter's own small buffer
+	out     *fileOut // below the NgWriter's own small buffer
 	ng      *pcapgo.NgWriter
 	comment []byte // reused comment buffer
 	block   []byte // reused enhanced packet block
@@ -37,8 +35,8 @@ type pcapOut struct {
 
 // newPcapOut writes the section header and the interface description
 // block to w and flushes them.
-func newPcapOut(w io.Writer, snapLen int, version string, start time.Time) (*pcapOut, error) {
-	p := &pcapOut{buf: bufio.NewWriterSize(w, outBufSize), comment: make([]byte, 0, 256), block: make([]byte, 0, 2048), start: start}
+func newPcapOut(out *fileOut, snapLen int, version string, start time.Time) (*pcapOut, error) {
+	p := &pcapOut{out: out, comment: make([]byte, 0, 256), block: make([]byte, 0, 2048), start: start}
 	intf := pcapgo.NgInterface{
 		Name:                InterfaceName,
 		Description:         "packets as the closeduel NFQUEUE middlebox let them go (or dropped them)",
@@ -52,7 +50,7 @@ func newPcapOut(w io.Writer, snapLen int, version string, start time.Time) (*pca
 		Hardware:    runtime.GOARCH,
 		OS:          runtime.GOOS,
 	}}
-	ng, err := pcapgo.NewNgWriterInterface(p.buf, intf, info)
+	ng, err := pcapgo.NewNgWriterInterface(p.out, intf, info)
 	if err != nil {
 		return nil, fmt.Errorf("pcapng header: %w", err)
 	}
@@ -71,14 +69,12 @@ func userAppl(version string) string {
 	return "closeduel " + version
 }
 
-// write writes one frame; drops, when non-zero, is the number of events
-// lost just before it and goes into the frame's epb_dropcount. It
-// allocates nothing.
-func (p *pcapOut) write(r *record, drops uint64) error {
+// encode builds the frame of r in p.block; drops, when non-zero, is the
+// number of events lost just before it and goes into the frame's
+// epb_dropcount. It allocates nothing.
+func (p *pcapOut) encode(r *record, drops uint64) {
 	p.comment = appendComment(p.comment[:0], r)
 	p.block = appendEPB(p.block[:0], r.left, r.data, r.origLen, p.comment, drops)
-	_, err := p.buf.Write(p.block)
-	return err
 }
 
 // pcapng block and option codes (draft-ietf-opsawg-pcapng).
@@ -134,7 +130,7 @@ func pad4(b []byte, n int) []byte {
 // offered, dropped the events lost for want of a slot.
 func (p *pcapOut) finish(end time.Time, received, dropped uint64) error {
 	// The NgWriter's own buffer is empty since newPcapOut flushed it, so
-	// its block lands after the packet blocks in p.buf.
+	// its block lands after the packet blocks in p.out.
 	return p.ng.WriteInterfaceStats(0, pcapgo.NgInterfaceStatistics{
 		LastUpdate:      end,
 		StartTime:       p.start,
@@ -148,7 +144,7 @@ func (p *pcapOut) flush() error {
 	if err := p.ng.Flush(); err != nil {
 		return err
 	}
-	return p.buf.Flush()
+	return p.out.Flush()
 }
 
 // appendComment appends the frame comment of r, e.g.

@@ -1,7 +1,6 @@
 package verdictlog
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +104,8 @@ type Stats struct {
 	// Late is the number of Record, RulesLoaded and Toggled calls made
 	// after Close; they are not logged.
 	Late uint64
+	// LastError is the latest failed write or flush, "" when none.
+	LastError string
 }
 
 // Writer writes the verdict log. It is an nfq.Recorder: Record copies the
@@ -118,6 +119,7 @@ type Writer struct {
 	written atomic.Uint64
 	failed  atomic.Uint64
 	errs    atomic.Uint64
+	lastErr atomic.Pointer[string]
 	parked  atomic.Bool // the writer goroutine waits for work
 	wakeAt  uint64      // queued events that wake a parked writer
 	wake    chan struct{}
@@ -134,7 +136,7 @@ type Writer struct {
 
 	// Owned by the writer goroutine (and by Open before it starts).
 	json, pcapFile *os.File
-	jw             *bufio.Writer
+	jw             *fileOut
 	pcap           *pcapOut
 	line           []byte    // reused JSON line
 	sideOut        []control // reused
@@ -209,7 +211,7 @@ func Open(cfg Config, opts ...Option) (*Writer, error) {
 		if isNew {
 			created = append(created, cfg.JSONPath)
 		}
-		w.jw = bufio.NewWriterSize(wrap("json", f), outBufSize)
+		w.jw = newFileOut(wrap("json", f), f, outBufSize)
 		w.jw.Write(appendStart(w.line[:0], start.UnixNano(), cfg.Version))
 		if err := w.jw.Flush(); err != nil {
 			return fail(fmt.Errorf("verdictlog: write %s: %w", cfg.JSONPath, err))
@@ -224,7 +226,7 @@ func Open(cfg Config, opts ...Option) (*Writer, error) {
 		if isNew {
 			created = append(created, cfg.PcapPath)
 		}
-		p, err := newPcapOut(wrap("pcap", f), cfg.SnapLen, cfg.Version, start)
+		p, err := newPcapOut(newFileOut(wrap("pcap", f), f, outBufSize), cfg.SnapLen, cfg.Version, start)
 		if err != nil {
 			return fail(fmt.Errorf("verdictlog: write %s: %w", cfg.PcapPath, err))
 		}
@@ -355,7 +357,7 @@ func (w *Writer) addControl(c control) {
 // Summary sets counters for the summary record that Close writes last
 // (Close writes one, with the lost count, even when Summary was never
 // called); later calls add keys and replace values, calls after Close do
-// nothing. The keys "v", "kind", "t" and "lost" are the record's own and
+// nothing. The keys "v", "kind", "t", "lost" and "failed" are the record's own and
 // are ignored here.
 func (w *Writer) Summary(fields map[string]uint64) {
 	w.mu.Lock()
@@ -365,7 +367,7 @@ func (w *Writer) Summary(fields map[string]uint64) {
 	}
 	for k, v := range fields {
 		switch k {
-		case "v", "kind", "t", "lost":
+		case "v", "kind", "t", "lost", "failed":
 			continue
 		}
 		w.summary[k] = v
@@ -382,6 +384,12 @@ func (w *Writer) Stats() Stats {
 		Failed:   w.failed.Load(),
 		Errors:   w.errs.Load(),
 		Late:     w.late.Load(),
+		LastError: func() string {
+			if p := w.lastErr.Load(); p != nil {
+				return *p
+			}
+			return ""
+		}(),
 	}
 }
 
@@ -493,7 +501,9 @@ func (w *Writer) writeControls(pos uint64) {
 }
 
 // writeEvent writes one event record, preceded by a gap marker when
-// events were lost since the last one.
+// events were lost since the last one. The record goes into every file's
+// buffer or, when one is full, after a flush of them all: every event
+// belongs to one flush, which settles it as written or failed.
 func (w *Writer) writeEvent(r *record) {
 	var drops uint64
 	if r.lostBefore > w.reportedLost {
@@ -504,44 +514,44 @@ func (w *Writer) writeEvent(r *record) {
 			w.writeJSON()
 		}
 	}
-	ok := true
 	if w.jw != nil {
 		w.line = appendEvent(w.line[:0], r)
-		ok = w.writeJSON()
 	}
 	if w.pcap != nil {
-		if err := w.pcap.write(r, drops); err != nil {
-			w.fail(fmt.Errorf("verdictlog: write %s: %w", w.pcapFile.Name(), err))
-			ok = false
-		}
+		w.pcap.encode(r, drops)
 	}
-	if ok {
-		w.unflushed++
+	if (w.jw != nil && w.jw.full(len(w.line))) || (w.pcap != nil && w.pcap.out.full(len(w.pcap.block))) {
+		w.flush()
+	}
+	if w.jw != nil {
+		w.jw.Write(w.line)
+	}
+	if w.pcap != nil {
+		w.pcap.out.Write(w.pcap.block)
+	}
+	w.unflushed++
+}
+
+// writeJSON adds w.line, a record that is not an event, to the JSON log.
+func (w *Writer) writeJSON() {
+	if w.jw == nil {
 		return
 	}
-	// A failed write leaves its buffer broken, with the events in it.
-	w.failed.Add(w.unflushed + 1)
-	w.unflushed = 0
+	if w.jw.full(len(w.line)) {
+		w.flush()
+	}
+	w.jw.Write(w.line)
 }
 
-// writeJSON writes w.line to the JSON log.
-func (w *Writer) writeJSON() bool {
-	if w.jw == nil {
-		return true
-	}
-	if _, err := w.jw.Write(w.line); err != nil {
-		w.fail(fmt.Errorf("verdictlog: write %s: %w", w.json.Name(), err))
-		return false
-	}
-	return true
-}
-
-// fail counts a failed write and keeps the first error for Close.
+// fail counts a failed write and keeps the first error for Close and the
+// latest for Stats.
 func (w *Writer) fail(err error) {
 	w.errs.Add(1)
 	if w.firstErr == nil {
 		w.firstErr = err
 	}
+	msg := err.Error()
+	w.lastErr.Store(&msg)
 }
 
 // flush writes the file buffers out and settles the buffered events as
@@ -578,8 +588,10 @@ func (w *Writer) finish() {
 		}
 	}
 	w.writeControls(math.MaxUint64)
+	// Settle every event first, so the closing records count them all.
+	w.flush()
 	end := w.now()
-	lost := w.lost.Load()
+	lost, failed := w.lost.Load(), w.failed.Load()
 	if w.jw != nil {
 		if lost > w.reportedLost {
 			w.line = appendLost(w.line[:0], end.UnixNano(), lost-w.reportedLost, lost)
@@ -591,13 +603,13 @@ func (w *Writer) finish() {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		w.line = appendSummary(w.line[:0], end.UnixNano(), keys, w.summary, lost)
+		w.line = appendSummary(w.line[:0], end.UnixNano(), keys, w.summary, lost, failed)
 		w.mu.Unlock()
 		w.writeJSON()
 	}
 	w.reportedLost = lost
 	if w.pcap != nil {
-		if err := w.pcap.finish(end, w.ring.enq.Load()+lost, lost); err != nil {
+		if err := w.pcap.finish(end, w.ring.enq.Load()+lost, lost+failed); err != nil {
 			w.fail(fmt.Errorf("verdictlog: write %s: %w", w.pcapFile.Name(), err))
 		}
 	}

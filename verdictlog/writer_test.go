@@ -127,7 +127,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		}
 		want = append(want, f.json)
 	}
-	want = append(want, map[string]any{"v": 1, "kind": "summary", "t": int(clock.UnixNano()), "drops": 2, "packets": 10, "lost": 0})
+	want = append(want, map[string]any{"v": 1, "kind": "summary", "t": int(clock.UnixNano()), "drops": 2, "packets": 10, "lost": 0, "failed": 0})
 	got := readJSONL(t, jsonPath)
 	if len(got) != len(want) {
 		t.Errorf("%d records, want %d", len(got), len(want))

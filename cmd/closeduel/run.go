@@ -256,9 +256,14 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		timeout = timer.C
 	}
 	var runErr error
+	watch := &lossWatch{log: log, vlog: vlog}
+	watchTick := time.NewTicker(time.Second)
+	defer watchTick.Stop()
 wait:
 	for {
 		select {
+		case <-watchTick.C:
+			watch.check(engine.Stats())
 		case <-ctx.Done():
 			break wait
 		case <-timeout:
@@ -294,13 +299,13 @@ wait:
 	}
 	stats := engine.Stats()
 	errs = append(errs, engine.Close())
-	var lost uint64
+	logLine := ""
 	if vlog != nil {
 		vlog.Summary(summaryFields(stats))
 		errs = append(errs, vlog.Close())
-		lost = vlog.Stats().Lost
+		logLine = logStatus(vlog)
 	}
-	printSummary(out, stats, time.Since(started), lost, vlog != nil)
+	printSummary(out, stats, time.Since(started), logLine)
 	return errors.Join(errs...)
 }
 
@@ -364,6 +369,7 @@ func summaryFields(s nfq.Snapshot) map[string]uint64 {
 		"duplicated": s.Duplicated, "injected": s.Injected, "send_failed": s.SendFailed,
 		"non_tcp": s.NonTCP, "malformed": s.Malformed, "bad_messages": s.BadMessages,
 		"decider_panics": s.DeciderPanic, "verdict_errors": s.VerdictErrs,
+		"cut": s.Cut, "cut_needs_whole": s.CutNeedsWhole,
 		"kernel_queue_dropped": s.KernelQueueDropped, "kernel_user_dropped": s.KernelUserDropped,
 	}
 	for a, n := range s.ByAction {
@@ -373,7 +379,7 @@ func summaryFields(s nfq.Snapshot) map[string]uint64 {
 }
 
 // printSummary writes the end-of-run summary for people.
-func printSummary(out io.Writer, s nfq.Snapshot, elapsed time.Duration, lost uint64, logging bool) {
+func printSummary(out io.Writer, s nfq.Snapshot, elapsed time.Duration, logLine string) {
 	fmt.Fprintf(out, "\nsummary after %v\n", elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "  packets        %d (non-TCP %d, malformed %d, passed unchanged)\n", s.Packets, s.NonTCP, s.Malformed)
 	fmt.Fprintf(out, "  verdicts       accept %d (rewritten %d), drop %d\n", s.Accepted, s.Modified, s.Dropped)
@@ -392,8 +398,8 @@ func printSummary(out io.Writer, s nfq.Snapshot, elapsed time.Duration, lost uin
 	fmt.Fprintf(out, "  held           %d, released %d, still held %d, refused (full) %d\n", s.Held, s.Released, s.HeldNow, s.HoldOverflow)
 	fmt.Fprintf(out, "  sent           duplicates %d, injected %d, failed %d\n", s.Duplicated, s.Injected, s.SendFailed)
 	fmt.Fprintf(out, "  kernel queue   dropped %d (queue full), user dropped %d (socket full)\n", s.KernelQueueDropped, s.KernelUserDropped)
-	if logging {
-		fmt.Fprintf(out, "  log records    lost %d\n", lost)
+	if logLine != "" {
+		fmt.Fprintf(out, "  log records    %s\n", logLine)
 	}
 	if s.DeciderPanic > 0 || s.VerdictErrs > 0 || s.BadMessages > 0 {
 		fmt.Fprintf(out, "  errors         decider panics %d, verdict errors %d, bad messages %d\n", s.DeciderPanic, s.VerdictErrs, s.BadMessages)
@@ -596,6 +602,11 @@ func (c *controller) handle(args []string) (string, error) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			fmt.Fprintf(&b, "process: goroutines %d, heap in use %d kB\n", runtime.NumGoroutine(), ms.HeapInuse/1024)
+			fmt.Fprintf(&b, "holds refused (table full) %d, kernel queue dropped %d, user dropped %d\n",
+				st.HoldOverflow, st.KernelQueueDropped, st.KernelUserDropped)
+			if c.vlog != nil {
+				fmt.Fprintf(&b, "log records %s\n", logStatus(c.vlog))
+			}
 		}
 		return b.String(), nil
 	}

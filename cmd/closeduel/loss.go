@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/verdictlog"
+)
+
+// lossWatch says, while a run goes on, when something is being lost or
+// refused: log records (ring full, failed writes), holds refused for want
+// of a slot, packets the kernel queue could not take. Each check warns
+// once per growth, with the totals so far.
+type lossWatch struct {
+	log  *slog.Logger
+	vlog *verdictlog.Writer // nil when not logging
+	last lossCounts
+}
+
+type lossCounts struct {
+	logLost, logFailed, holdRefused, kernelDropped uint64
+}
+
+// check compares the counters with the last check and warns about growth.
+func (w *lossWatch) check(st nfq.Snapshot) {
+	var now lossCounts
+	now.holdRefused = st.HoldOverflow
+	now.kernelDropped = st.KernelQueueDropped + st.KernelUserDropped
+	if w.vlog != nil {
+		ls := w.vlog.Stats()
+		now.logLost, now.logFailed = ls.Lost, ls.Failed
+		if now.logLost > w.last.logLost || now.logFailed > w.last.logFailed {
+			w.log.Warn(fmt.Sprintf("verdict log is losing records: %d lost (ring full), %d failed (write errors) so far", now.logLost, now.logFailed),
+				"lost", now.logLost, "failed", now.logFailed, "err", ls.LastError)
+		}
+	}
+	if now.holdRefused > w.last.holdRefused {
+		w.log.Warn(fmt.Sprintf("hold table full: %d holds refused so far (those packets went on at once)", now.holdRefused),
+			"refused", now.holdRefused)
+	}
+	if now.kernelDropped > w.last.kernelDropped {
+		w.log.Warn(fmt.Sprintf("kernel queue overflow: %d packets not queued so far (accepted unqueued: fail-open)", now.kernelDropped),
+			"queue_dropped", st.KernelQueueDropped, "user_dropped", st.KernelUserDropped)
+	}
+	w.last = now
+}
+
+// logStatus describes the verdict log's counters for ctl status and the
+// summary.
+func logStatus(vlog *verdictlog.Writer) string {
+	ls := vlog.Stats()
+	s := fmt.Sprintf("written %d, lost %d (ring full), failed %d (write errors)", ls.Written, ls.Lost, ls.Failed)
+	if ls.LastError != "" {
+		s += "; last error: " + ls.LastError
+	}
+	return s
+}
