@@ -191,10 +191,13 @@ func measure(ctx context.Context, cfg Config, topo *topology.Topology, anchor, t
 		case CAnchor:
 			inline = netns.Command(ctx, topo.Bridge, anchor, strconv.Itoa(queueNum))
 		case Closeduel:
-			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "run", "--hook", "none", "--queue", strconv.Itoa(queueNum))
+			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum))
 		case ClosedueLog:
-			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
+			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
+		case CloseduelMetrics:
+			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
+				"--metrics", "127.0.0.1:0")
 		case GoNfqueue:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "bench", "libpass", "--queue", strconv.Itoa(queueNum))
 		default:

@@ -16,6 +16,9 @@ const (
 	Closeduel Mode = "closeduel" // closeduel run, observing
 	// ClosedueLog is closeduel run writing the JSON log and the pcapng.
 	ClosedueLog Mode = "closeduel+log"
+	// CloseduelMetrics is closeduel run serving /metrics, with its live
+	// analysis fed from every packet.
+	CloseduelMetrics Mode = "closeduel+metrics"
 	// GoNfqueue is go-nfqueue's own callback API accepting everything:
 	// what the engine would cost on the library's per-packet path.
 	GoNfqueue Mode = "go-nfqueue"
