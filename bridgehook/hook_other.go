@@ -27,3 +27,12 @@ func Cleanup(context.Context, string) ([]string, error) { return nil, errUnsuppo
 
 // Leftovers returns errors.ErrUnsupported.
 func Leftovers(context.Context, string) ([]string, error) { return nil, errUnsupported }
+
+// Chain is one of this package's chains found in a namespace.
+type Chain struct{ Bin, Name string }
+
+// Chains returns errors.ErrUnsupported.
+func Chains(context.Context, string) ([]Chain, error) { return nil, errUnsupported }
+
+// RemoveChain returns errors.ErrUnsupported.
+func RemoveChain(context.Context, string, Chain) error { return errUnsupported }

@@ -125,6 +125,9 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	if o.Hook != "bridge" && o.Hook != "none" {
 		return fmt.Errorf("run: --hook %q: want bridge or none", o.Hook)
 	}
+	if err := checkPrivileges(o.NetNS); err != nil {
+		return err
+	}
 	ruleFile, err := loadRules(ctx, o.Rules, o.Pipe)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -170,6 +173,9 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	if err != nil {
 		if vlog != nil {
 			vlog.Close()
+		}
+		if inUse := queueInUse(o.NetNS, o.Queue); inUse != nil {
+			return inUse
 		}
 		return fmt.Errorf("run: %w", err)
 	}

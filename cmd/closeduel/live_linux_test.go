@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/roottest"
+	"github.com/closeduel/closeduel/netns"
+	"github.com/closeduel/closeduel/topology"
+)
+
+// startRun starts closeduel run in the bench's bridge namespace and waits
+// until it is inline; the run is stopped at the end of the test.
+func startRun(t *testing.T, bin, ns, sock string, extra ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	args := append([]string{"run", "--bridge", "br0", "--control", sock}, extra...)
+	cmd := netns.Command(context.Background(), ns, append([]string{bin}, args...)...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "inline (iptables chain") {
+		if time.Now().After(deadline) {
+			t.Fatalf("closeduel run was not inline within 10 s:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd, out
+}
+
+// lines returns the lines of out that mention s.
+func lines(out, s string) []string {
+	var l []string
+	for _, x := range strings.Split(out, "\n") {
+		if strings.Contains(x, s) {
+			l = append(l, x)
+		}
+	}
+	return l
+}
+
+// TestCleanupLeavesALiveRunAlone: cleanup used to remove a live run's chain
+// silently (the run went on believing it was inline). Now it keeps it and
+// says whose it is, and removes a crashed run's chain; --dry-run says
+// exactly what the real cleanup then does.
+func TestCleanupLeavesALiveRunAlone(t *testing.T) {
+	roottest.Require(t)
+	bin := buildBinary(t)
+	ctx := context.Background()
+	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("cl%d", os.Getpid()%100000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	run, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
+	// What a crashed run on queue 9 would leave: its chain.
+	if err := netns.Run(ctx, topo.Bridge, "iptables", "-w", "-N", "CLOSEDUEL-9"); err != nil {
+		t.Fatal(err)
+	}
+
+	dry, err := exec.Command(bin, "cleanup", "--netns", topo.Bridge, "--dry-run").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cleanup --dry-run: %v\n%s", err, dry)
+	}
+	live := regexp.MustCompile(fmt.Sprintf(`would keep chain iptables CLOSEDUEL-7 in netns %s: live run: queue 7 is bound by pid %d \(.*closeduel run`, topo.Bridge, run.Process.Pid))
+	if !live.Match(dry) {
+		t.Errorf("dry run does not say it keeps the live run's chain:\n%s", dry)
+	}
+	if want := "would remove chain iptables CLOSEDUEL-9 in netns " + topo.Bridge + ": no process has its queue bound: a crashed run's"; !strings.Contains(string(dry), want) {
+		t.Errorf("dry run does not say %q:\n%s", want, dry)
+	}
+	real, err := exec.Command(bin, "cleanup", "--netns", topo.Bridge).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, real)
+	}
+	// Same verdicts on the chains, in the same words.
+	wantLines := strings.NewReplacer("would keep", "kept", "would remove", "removed").Replace(strings.Join(lines(string(dry), "chain "), "\n"))
+	if got := strings.Join(lines(string(real), "chain "), "\n"); got != wantLines {
+		t.Errorf("cleanup did not do what --dry-run said:\ndry run:\n%s\ncleanup:\n%s", wantLines, got)
+	}
+	chains, err := bridgehook.Chains(ctx, topo.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range chains {
+		names = append(names, c.Bin+" "+c.Name)
+	}
+	if got := strings.Join(names, ", "); got != "iptables CLOSEDUEL-7, ip6tables CLOSEDUEL-7" {
+		t.Errorf("chains after cleanup: %s; want the live run's only", got)
+	}
+}
+
+// TestCleanupDryRunMatchesWhatCleanupDoesWithALabUpBench: the dry run
+// claimed it would remove a live lab up bench's namespaces, then cleanup
+// removed nothing. Now both keep a live bench, and both remove a bench
+// whose device server is gone.
+func TestCleanupDryRunMatchesWhatCleanupDoesWithALabUpBench(t *testing.T) {
+	roottest.Require(t)
+	bin := buildBinary(t)
+	name := fmt.Sprintf("cu%d", os.Getpid()%100000)
+	if out, err := exec.Command(bin, "lab", "up", "--name", name).CombinedOutput(); err != nil {
+		t.Fatalf("lab up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(bin, "lab", "down", "--name", name).Run() })
+	prefix := "namespace " + topology.NamePrefix + name + "-"
+	cleanup := func(args ...string) []string {
+		t.Helper()
+		out, err := exec.Command(bin, append([]string{"cleanup"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cleanup %q: %v\n%s", args, err, out)
+		}
+		return lines(string(out), prefix)
+	}
+	for _, args := range [][]string{{"--dry-run"}, nil} {
+		got := cleanup(args...)
+		if len(got) != 3 {
+			t.Fatalf("cleanup %q says of the bench's namespaces:\n%s", args, strings.Join(got, "\n"))
+		}
+		for _, l := range got {
+			if !strings.Contains(l, "keep") && !strings.Contains(l, "kept") || !strings.Contains(l, "lab up bench "+name+", its device server") {
+				t.Errorf("cleanup %q on a live bench: %q", args, l)
+			}
+		}
+	}
+	if left, _ := netns.List(topology.NamePrefix + name + "-"); len(left) != 3 {
+		t.Fatalf("cleanup removed a live bench's namespaces: left %q", left)
+	}
+	// The device server dies: the bench is a crashed one's now.
+	pid := readPid(pidFile(name))
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 100 && exec.Command("kill", "-0", fmt.Sprint(pid)).Run() == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	dry := cleanup("--dry-run")
+	real := cleanup()
+	want := strings.ReplaceAll(strings.Join(dry, "\n"), "would remove", "removed")
+	if got := strings.Join(real, "\n"); got != want || len(real) != 3 || !strings.Contains(got, "removed") {
+		t.Errorf("dry run said:\n%s\ncleanup did:\n%s", strings.Join(dry, "\n"), got)
+	}
+	if left, _ := netns.List(topology.NamePrefix + name + "-"); len(left) != 0 {
+		t.Errorf("namespaces of the crashed bench left: %q", left)
+	}
+	if _, err := os.Stat(pidFile(name)); err == nil {
+		t.Errorf("pid file %s left", pidFile(name))
+	}
+}
+
+// TestSecondRunOnAQueueInUseSaysWho: the second run used to say it needs
+// root or CAP_NET_ADMIN while running as root.
+func TestSecondRunOnAQueueInUseSaysWho(t *testing.T) {
+	roottest.Require(t)
+	bin := buildBinary(t)
+	topo, err := topology.Build(context.Background(), topology.Config{Name: fmt.Sprintf("cq%d", os.Getpid()%100000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	first, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
+	out, err := exec.Command(bin, "run", "--netns", topo.Bridge, "--hook", "none", "--control", "off", "--duration", "1s").CombinedOutput()
+	if err == nil {
+		t.Fatalf("the second run started:\n%s", out)
+	}
+	want := regexp.MustCompile(fmt.Sprintf(`run: queue 7 in netns %s is in use by pid %d \(.*closeduel run .*\): stop that run or choose another queue \(--queue\)`, topo.Bridge, first.Process.Pid))
+	if !want.Match(out) || strings.Contains(string(out), "CAP_NET_ADMIN") {
+		t.Errorf("second run says:\n%s\nwant it to match %s", out, want)
+	}
+}
+
+// TestRunRefusesToStartWithoutItsCapabilities drops one capability at a
+// time from the bounding set (setpriv) and expects run to name it.
+func TestRunRefusesToStartWithoutItsCapabilities(t *testing.T) {
+	roottest.Require(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	bin := buildBinary(t)
+	for _, tc := range []struct{ drop, want string }{
+		{"net_admin", "run: missing CAP_NET_ADMIN (binding an NFQUEUE and installing iptables rules): run as root, or give the binary the capabilities (setcap cap_net_admin+ep closeduel)"},
+		{"net_raw", "run: missing CAP_NET_RAW (sending injected and duplicated segments (packet sockets))"},
+	} {
+		t.Run(tc.drop, func(t *testing.T) {
+			cmd := exec.Command(setpriv, "--bounding-set=-"+tc.drop, "--inh-caps=-"+tc.drop, bin, "run", "--hook", "none", "--control", "off", "--queue", "4242", "--duration", "1s")
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("run without %s: %v\n%s\nwant %q", tc.drop, err, out, tc.want)
+			}
+		})
+	}
+}
+
+// TestControlSocketIsRootOnly: the control socket and its directory are
+// for root alone.
+func TestControlSocketIsRootOnly(t *testing.T) {
+	roottest.Require(t)
+	bin := buildBinary(t)
+	topo, err := topology.Build(context.Background(), topology.Config{Name: fmt.Sprintf("cs%d", os.Getpid()%100000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	dir := filepath.Join(t.TempDir(), "ctl")
+	sock := filepath.Join(dir, "queue.sock")
+	startRun(t, bin, topo.Bridge, sock)
+	for path, want := range map[string]os.FileMode{sock: 0o600, dir: 0o700} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want || st.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("%s: mode %v uid %d, want %v owned by root", path, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Uid, want)
+		}
+	}
+}
