@@ -7,13 +7,12 @@ import (
 
 // dirState is what one direction of an incarnation has shown.
 type dirState struct {
-	segs    int
+	segs int
+	// synSeen: the direction sent a SYN (ACK clear).
 	synSeen bool
-	isn     segment.Seq
 
 	// Wireshark's sequence analysis of the direction (retransmissions).
 	next      segment.Seq // highest seq+len sent so far (nextseq)
-	nextSet   bool
 	nextTime  int64       // when next last advanced
 	lastAck   segment.Seq // ack field of the last segment (lastack; 0: none)
 	lastTime  int64       // time of the last segment
@@ -25,10 +24,6 @@ type dirState struct {
 	// capture saw (maxseqtobeacked; 0: none).
 	contig segment.Seq
 
-	sentEnd  segment.Seq // highest seq+len of the segments other than RSTs
-	sentSet  bool
-	win      uint32
-	wscale   int8 // from the SYN; -1 when none
 	finSeen  bool
 	finAcked bool
 	// finAckSent: the direction sent an ACK of the other's FIN (delivered
@@ -105,7 +100,6 @@ func (c *conn) dir(seg *segment.Segment) int {
 // first segment.
 func newConn(id int, tc *tcpstate.Conn, seg *segment.Segment, t int64) *conn {
 	c := &conn{id: id, tid: tc.ID, start: t, last: t}
-	c.d[0].wscale, c.d[1].wscale = -1, -1
 	switch {
 	case tc.Opener >= 0:
 		c.orig = segment.Tuple{Src: tc.Ends[tc.Opener].Addr, Dst: tc.Ends[1-tc.Opener].Addr}
@@ -116,15 +110,6 @@ func newConn(id int, tc *tcpstate.Conn, seg *segment.Segment, t int64) *conn {
 		c.orig = seg.Tuple()
 	}
 	return c
-}
-
-// scaledWin returns the window a segment from ds advertises.
-func (c *conn) scaledWin(di int, raw uint16, syn bool) uint32 {
-	w := uint32(raw)
-	if !syn && c.d[0].wscale >= 0 && c.d[1].wscale >= 0 {
-		w <<= uint(c.d[di].wscale)
-	}
-	return w
 }
 
 // Thresholds of Wireshark's sequence analysis, in ns.
@@ -218,7 +203,7 @@ func (c *conn) seqCheck(di int, seg *segment.Segment, now int64) (retrans bool) 
 	}
 
 	if !zwp && (s.next == 0 || s.next.LessThan(end)) {
-		s.next, s.nextSet, s.nextTime = end, true, now
+		s.next, s.nextTime = end, now
 	}
 	if !zwp && (s.contig == 0 || seg.Seq == s.contig) {
 		s.contig = s.next
@@ -365,37 +350,31 @@ func (c *conn) update(di int, seg *segment.Segment, note *Note, now int64, tc *t
 		}
 	}
 
+	// The handshake's figures, from the tracker's initial sequence
+	// numbers: the peer's is acknowledged exactly.
+	from := tc.End(seg.Src)
+	peer := &tc.Ends[1-from]
+	acksPeerSYN := peer.SynSent && seg.Ack == peer.ISS.Add(1)
 	switch {
 	case f&(segment.SYN|segment.ACK|segment.RST) == segment.SYN:
-		if !s.synSeen {
-			s.synSeen, s.isn = true, seg.Seq
-			if di == 0 {
+		s.synSeen = true
+		if di == 0 {
+			if c.synTime == 0 {
 				c.synTime = now
 			}
-		}
-		s.wscale = seg.WindowScale
-		if di == 0 {
 			c.lastSyn, c.lastSynTime, c.lastSynNote = *seg, now, *note
 		}
 	case f&(segment.SYN|segment.ACK|segment.RST) == segment.SYN|segment.ACK:
-		s.wscale = seg.WindowScale
-		if o.synSeen && seg.Ack == o.isn+1 {
-			if !c.synAcked {
-				s.isn = seg.Seq
-			}
-			s.synSeen = true
-			if delivered && !c.synAcked {
-				c.synAcked = true
-				c.synAckTime = now
-			}
+		if acksPeerSYN && delivered && !c.synAcked {
+			c.synAcked = true
+			c.synAckTime = now
 		}
 	case f&(segment.ACK|segment.RST|segment.SYN) == segment.ACK:
-		if di == 0 && c.synAcked && !c.established && s.synSeen && seg.Ack == o.isn+1 && delivered {
+		if di == 0 && c.synAcked && !c.established && acksPeerSYN && delivered {
 			c.established = true
 			c.ackTime = now
 		}
 	}
-	s.win = c.scaledWin(di, seg.Window, f&segment.SYN != 0)
 	c.conflict, c.twReuse = tc.Held, tc.Reused
 	if c.closer == SideNone && tc.FirstCloser >= 0 {
 		c.closer = SideOrig
