@@ -17,6 +17,7 @@ type refTable struct {
 	idle  time.Duration
 	order []segment.Tuple // most recent last
 	last  map[segment.Tuple]time.Time
+	seen  map[segment.Tuple]bool
 }
 
 func (r *refTable) sent(k segment.Tuple, now time.Time) {
@@ -35,16 +36,31 @@ func (r *refTable) sent(k segment.Tuple, now time.Time) {
 	}
 	r.order = append(r.order, k)
 	r.last[k] = now
+	if r.seen == nil {
+		r.seen = map[segment.Tuple]bool{}
+	}
+	r.seen[k] = true
 }
 
 func TestTableMatchesReferenceOnRandomTraffic(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for round := range 20 {
+	for round := range 40 {
+		// Half the rounds grow the table as the analysis does, from 64
+		// slots up to MaxConns.
+		grow := round%2 == 1
 		maxConns := 1 + rng.IntN(40)
-		tr := New(Config{MaxConns: maxConns, Idle: 10 * time.Second})
+		if grow {
+			maxConns = 1 + rng.IntN(300)
+		}
+		forgotten := map[segment.Tuple]bool{}
+		tr := New(Config{MaxConns: maxConns, Idle: 10 * time.Second, Grow: grow,
+			OnForget: func(c *Conn, _ int, _ Forget) { forgotten[c.Tuple] = true }})
 		ref := &refTable{max: maxConns, idle: 10 * time.Second, last: map[segment.Tuple]time.Time{}}
 		now := t0
 		pool := 1 + rng.IntN(120)
+		if grow {
+			pool = 1 + rng.IntN(400)
+		}
 		for step := range 3000 {
 			now = now.Add(time.Duration(rng.IntN(400)) * time.Millisecond)
 			a, b := tupleN(rng.IntN(pool))
@@ -61,6 +77,9 @@ func TestTableMatchesReferenceOnRandomTraffic(t *testing.T) {
 			if tr.Len() != len(ref.order) {
 				t.Fatalf("round %d step %d: tracker holds %d connections, reference %d", round, step, tr.Len(), len(ref.order))
 			}
+			if grow && tr.Room() > maxConns {
+				t.Fatalf("round %d step %d: table grew to %d, over MaxConns %d", round, step, tr.Room(), maxConns)
+			}
 			for i := range pool {
 				a, b := tupleN(i)
 				k, _ := segment.Tuple{Src: a, Dst: b}.Canonical()
@@ -68,6 +87,9 @@ func TestTableMatchesReferenceOnRandomTraffic(t *testing.T) {
 				_, want := ref.last[k]
 				if (c != nil) != want {
 					t.Fatalf("round %d step %d: connection %d tracked = %v, reference says %v", round, step, i, c != nil, want)
+				}
+				if c == nil && ref.seen[k] && !forgotten[k] {
+					t.Fatalf("round %d step %d: connection %d forgotten without OnForget", round, step, i)
 				}
 			}
 		}

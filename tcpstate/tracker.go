@@ -132,7 +132,7 @@ func New(cfg Config) *Tracker {
 	t := &Tracker{cfg: cfg, seed: 0x243f6a8885a308d3, head: -1, tail: -1}
 	n := cfg.MaxConns
 	if cfg.Grow {
-		n = min(n, 1024)
+		n = min(n, 64)
 	}
 	t.resize(n)
 	return t

@@ -246,6 +246,14 @@ func TestCloseTransitions(t *testing.T) {
 			{at: 5 * time.Second, do: "pass", from: "d", flags: "SYN+ACK", seq: 77000, ack: 900001, events: "acks-syn", client: Established, device: SynReceived},
 			{at: 5 * time.Second, do: "pass", from: "c", flags: "ACK", seq: 900001, ack: 77001, events: "acks-syn", client: Established, device: Established},
 		})},
+		{name: "a stale ACK shows TIME-WAIT outlived its assumed length", stacks: linux, steps: with(handshake, deviceCloses, []step{
+			// Linux's 60 s are over by the model, so the SYN reuses
+			// nothing; the device's ACK of the old connection says it
+			// still holds the tuple: a reuse after all, in conflict.
+			{at: 70 * time.Second, do: "pass", from: "c", flags: "SYN", seq: 900000, events: "new", client: SynSent, device: Listen},
+			{at: 70 * time.Second, do: "pass", from: "d", flags: "ACK", seq: 5102, ack: 1022, events: "stale-ack", client: SynSent, device: TimeWait},
+			{at: 71 * time.Second, do: "pass", from: "c", flags: "SYN", seq: 900000, events: "retransmission+reuses-tuple", client: SynSent, device: TimeWait},
+		})},
 		{name: "SYN long after the close does not reuse", stacks: lwip, steps: with(handshake, deviceCloses, []step{
 			{at: 200 * time.Second, do: "pass", from: "c", flags: "SYN", seq: 900000, events: "new", client: SynSent, device: Listen},
 		})},
