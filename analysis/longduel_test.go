@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"encoding/json"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -85,6 +86,25 @@ func TestLongLostFinalAck(t *testing.T) {
 					t.Errorf("inferred workload end %v, want just after the run's %v", r.InferredWorkloadEnd, wend)
 				}
 				wend = r.InferredWorkloadEnd
+				// Every report says the end was inferred.
+				var txt, html, js strings.Builder
+				if err := WriteText(&txt, r, TextOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if err := WriteHTML(&html, r); err != nil {
+					t.Fatal(err)
+				}
+				if err := json.NewEncoder(&js).Encode(r); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range []struct{ name, text, want string }{
+					{"text", txt.String(), "yes 12"}, {"text", txt.String(), "(inferred)"},
+					{"html", html.String(), "end inferred"}, {"json", js.String(), `"inferred_workload_end"`},
+				} {
+					if !strings.Contains(c.text, c.want) {
+						t.Errorf("the %s report does not say %q", c.name, c.want)
+					}
+				}
 			} else if !r.InferredWorkloadEnd.IsZero() {
 				t.Errorf("inferred a workload end %v although the run says %v", r.InferredWorkloadEnd, wend)
 			}
