@@ -19,10 +19,16 @@ const (
 	// CloseduelMetrics is closeduel run serving /metrics, with its live
 	// analysis fed from every packet.
 	CloseduelMetrics Mode = "closeduel+metrics"
+	// Closeduel20 is closeduel run with a 20-rule file that matches
+	// nothing of the bench's traffic, writing the log and the pcapng.
+	Closeduel20 Mode = "closeduel+20rules"
 	// GoNfqueue is go-nfqueue's own callback API accepting everything:
 	// what the engine would cost on the library's per-packet path.
 	GoNfqueue Mode = "go-nfqueue"
 )
+
+// AllModes lists every mode in the order reports show them.
+var AllModes = []Mode{Kernel, CAnchor, Closeduel, ClosedueLog, Closeduel20, CloseduelMetrics, GoNfqueue}
 
 const queueNum = 9
 
@@ -46,7 +52,14 @@ type Config struct {
 	Seed uint64
 	// Progress receives a line per cell; nil prints nothing.
 	Progress io.Writer
+	// DelayRates are the packet rates (per second) at which the precision
+	// of held packets' delays is measured, once per round each; none
+	// skips it.
+	DelayRates []int
 }
+
+// DelayAsked is the delay the precision measurement asks for.
+const DelayAsked = 2 * time.Millisecond
 
 // Result is one measured cell.
 type Result struct {
@@ -54,10 +67,31 @@ type Result struct {
 	Mode     Mode
 	Workload Workload
 	Value    float64
+	// P50, P99 are the round trip's percentiles in microseconds
+	// (request/response only).
+	P50, P99 float64
+}
+
+// DelayResult is one measurement of delay precision: closeduel delaying
+// every data segment of a paced stream by DelayAsked.
+type DelayResult struct {
+	Round int
+	// Rate is the packet rate asked of the sender, Achieved the rate of
+	// delayed segments the engine saw (TCP coalesces when its window is
+	// full).
+	Rate     int
+	Achieved float64
+	// N is the number of delayed segments; P50, P99 and Max are the
+	// percentiles of measured minus asked delay, in microseconds, the
+	// measured delay being the engine's time from receipt to verdict as
+	// the verdict log records it.
+	N             int
+	P50, P99, Max float64
 }
 
 // Report holds every cell of a run.
 type Report struct {
 	Config  Config
 	Results []Result
+	Delays  []DelayResult
 }

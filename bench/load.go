@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,31 +113,95 @@ func dial(addr string, port int) (net.Conn, error) {
 	return net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", addr, port), 2*time.Second)
 }
 
+// Figure is what one workload measured: its value in the workload's unit
+// and, for request/response, the round trip's percentiles.
+type Figure struct {
+	Value    float64
+	P50, P99 time.Duration
+}
+
 // Load drives one workload against addr (from the current namespace) for
-// d and returns its figure in the workload's unit.
-func Load(ctx context.Context, w Workload, addr string, d time.Duration) (float64, error) {
+// d and returns its figure.
+func Load(ctx context.Context, w Workload, addr string, d time.Duration) (Figure, error) {
+	if w == RequestResponse {
+		return loadRR(ctx, addr, d)
+	}
+	v, err := load(ctx, w, addr, d)
+	return Figure{Value: v}, err
+}
+
+// loadRR runs request/response and times every round trip.
+func loadRR(ctx context.Context, addr string, d time.Duration) (Figure, error) {
+	deadline := time.Now().Add(d)
+	c, err := dial(addr, portRR)
+	if err != nil {
+		return Figure{}, err
+	}
+	defer c.Close()
+	c.SetDeadline(deadline.Add(2 * time.Second))
+	b := []byte{'x'}
+	rtts := make([]time.Duration, 0, 1<<18)
+	start := time.Now()
+	last := start
+	for last.Before(deadline) && ctx.Err() == nil {
+		if _, err := c.Write(b); err != nil {
+			return Figure{}, err
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			return Figure{}, err
+		}
+		now := time.Now()
+		rtts = append(rtts, now.Sub(last))
+		last = now
+	}
+	if len(rtts) == 0 {
+		return Figure{}, errors.New("bench: no round trip completed")
+	}
+	slices.Sort(rtts)
+	return Figure{
+		Value: float64(len(rtts)) / last.Sub(start).Seconds(),
+		P50:   rtts[len(rtts)/2],
+		P99:   rtts[len(rtts)*99/100],
+	}, nil
+}
+
+// Pace sends one-byte segments (TCP_NODELAY) to the bulk port at rate
+// packets per second for d and returns how many writes it made. It sends
+// in bursts once a millisecond (rate/1000 writes each, at least one), so
+// it sleeps between them rather than spinning a CPU the engine needs.
+func Pace(ctx context.Context, addr string, rate int, d time.Duration) (int, error) {
+	c, err := dial(addr, portBulk)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	c.SetDeadline(time.Now().Add(d + 2*time.Second))
+	b := []byte{'x'}
+	start := time.Now()
+	n := 0
+	for ctx.Err() == nil {
+		el := time.Since(start)
+		if el >= d {
+			break
+		}
+		due := int(el.Seconds()*float64(rate)) + 1
+		for ; n < due; n++ {
+			if _, err := c.Write(b); err != nil {
+				return n, err
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return n, nil
+}
+
+// load drives the other workloads.
+func load(ctx context.Context, w Workload, addr string, d time.Duration) (float64, error) {
 	deadline := time.Now().Add(d)
 	switch w {
-	case RequestResponse:
-		c, err := dial(addr, portRR)
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		c.SetDeadline(deadline.Add(2 * time.Second))
-		b := []byte{'x'}
-		n := 0
-		start := time.Now()
-		for time.Now().Before(deadline) && ctx.Err() == nil {
-			if _, err := c.Write(b); err != nil {
-				return 0, err
-			}
-			if _, err := io.ReadFull(c, b); err != nil {
-				return 0, err
-			}
-			n++
-		}
-		return float64(n) / time.Since(start).Seconds(), nil
 	case Churn:
 		n := 0
 		start := time.Now()

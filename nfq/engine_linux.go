@@ -275,11 +275,15 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 		if wait > 0 {
 			e.pollTS = unix.NsecToTimespec(int64(wait))
 			e.pollFD[0] = unix.PollFd{Fd: int32(e.fd), Events: unix.POLLIN}
-			n, err := unix.Ppoll(e.pollFD[:], &e.pollTS, nil)
-			if err != nil && err != unix.EINTR {
-				return false, fmt.Errorf("nfq: poll: %w", err)
+			// Raw, as the receive below: the thread keeps its P, so it
+			// need not wait for one to come back when the timer fires
+			// (with both Ps busy that wait made held packets late by
+			// milliseconds).
+			n, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&e.pollFD[0])), 1, uintptr(unsafe.Pointer(&e.pollTS)), 0, 0, 0)
+			if errno != 0 && errno != unix.EINTR {
+				return false, fmt.Errorf("nfq: poll: %w", errno)
 			}
-			if n == 0 {
+			if n == 0 || errno == unix.EINTR {
 				return false, nil
 			}
 		}

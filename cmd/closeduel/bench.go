@@ -26,7 +26,8 @@ closeduel run, in a random order per round; prints medians and ratios.` + exampl
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "rounds; every cell is measured once per round"},
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "length of one cell"},
 			&cli.StringSliceFlag{Name: "workload", Usage: "rr, churn, bulk (repeat; default all)"},
-			&cli.StringSliceFlag{Name: "mode", Usage: "kernel, c-anchor, closeduel, closeduel+log, closeduel+metrics, go-nfqueue (repeat; default the first three)"},
+			&cli.StringSliceFlag{Name: "mode", Usage: "kernel, c-anchor, closeduel, closeduel+log, closeduel+20rules, closeduel+metrics, go-nfqueue (repeat; \"all\" for every one; default the first three)"},
+			&cli.IntSliceFlag{Name: "delay-rate", Usage: "packet rates at which to measure the precision of held packets' delays, once per round (repeat; e.g. 1000 and 20000)"},
 			&cli.StringFlag{Name: "anchor", Usage: "path of nfq-c-pass.c (default: shared/anchors beside the repository)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the cell order"},
 		},
@@ -39,8 +40,13 @@ closeduel run, in a random order per round; prints medians and ratios.` + exampl
 				cfg.Workloads = append(cfg.Workloads, bench.Workload(w))
 			}
 			for _, m := range c.StringSlice("mode") {
+				if m == "all" {
+					cfg.Modes = append(cfg.Modes, bench.AllModes...)
+					continue
+				}
 				cfg.Modes = append(cfg.Modes, bench.Mode(m))
 			}
+			cfg.DelayRates = c.IntSlice("delay-rate")
 			rep, err := bench.Run(c.Context, cfg)
 			if rep != nil {
 				rep.Write(c.App.Writer)
@@ -72,11 +78,28 @@ closeduel run, in a random order per round; prints medians and ratios.` + exampl
 					&cli.DurationFlag{Name: "duration", Value: 3 * time.Second},
 				},
 				Action: func(c *cli.Context) error {
-					v, err := bench.Load(c.Context, bench.Workload(c.String("workload")), c.String("addr"), c.Duration("duration"))
+					fig, err := bench.Load(c.Context, bench.Workload(c.String("workload")), c.String("addr"), c.Duration("duration"))
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%.3f\n", v)
+					// value, then the round trip's p50 and p99 in µs
+					fmt.Fprintf(c.App.Writer, "%.3f %.3f %.3f\n", fig.Value, float64(fig.P50)/1e3, float64(fig.P99)/1e3)
+					return nil
+				},
+			},
+			{
+				Name: "pace", Hidden: true, Usage: "send one-byte segments at a fixed rate and print how many (runs in the client namespace)",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "rate", Required: true},
+					&cli.StringFlag{Name: "addr", Required: true},
+					&cli.DurationFlag{Name: "duration", Value: 3 * time.Second},
+				},
+				Action: func(c *cli.Context) error {
+					n, err := bench.Pace(c.Context, c.String("addr"), c.Int("rate"), c.Duration("duration"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "%d\n", n)
 					return nil
 				},
 			},
