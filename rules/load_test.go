@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/closeduel/closeduel/nfq"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,5 +172,30 @@ func TestAboutIsEscapedForTheTerminal(t *testing.T) {
 	}
 	if want := `red \x1b[31mtext\x00 and \u202e reversed, café`; f.About != want {
 		t.Errorf("About = %q\nwant   %q", f.About, want)
+	}
+}
+
+// BenchmarkDecideAtTheRuleLimit decides segments against MaxRules rules
+// none of which matches (every rule is tried): the cost per packet the
+// limit allows. Compare with BenchmarkDecide (a handful of rules).
+func BenchmarkDecideAtTheRuleLimit(b *testing.B) {
+	var src strings.Builder
+	src.WriteString(head)
+	for i := range MaxRules {
+		fmt.Fprintf(&src, "  - { name: r%d, when: { from: client, flags: FIN+URG, payload: \">%d\" }, do: drop }\n", i, i)
+	}
+	d := NewDecider(mustParse(b, src.String()), Options{})
+	ps := allocPackets(b)
+	var dec nfq.Decision
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		p := ps[i%len(ps)]
+		if i%len(ps) == 0 {
+			for _, q := range ps {
+				q.Time = q.Time.Add(10 * time.Minute)
+			}
+		}
+		dec = nfq.Decision{}
+		d.Decide(p, &dec)
 	}
 }

@@ -93,6 +93,19 @@ func checkTCPHeader(pkt []byte, seg *Segment) error {
 	if len(pkt) < seg.IPHeaderLen+seg.TCPHeaderLen {
 		return errShort
 	}
+	// A packet shorter than its IP length says is cut: its checksum
+	// covers octets that are not here, and the kernel would not take it
+	// back whole.
+	switch pkt[0] >> 4 {
+	case 4:
+		if int(binary.BigEndian.Uint16(pkt[2:4])) > len(pkt) {
+			return errShort
+		}
+	case 6:
+		if 40+int(binary.BigEndian.Uint16(pkt[4:6])) > len(pkt) {
+			return errShort
+		}
+	}
 	return nil
 }
 

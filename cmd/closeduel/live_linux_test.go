@@ -19,17 +19,18 @@ import (
 )
 
 // startRun starts closeduel run in the bench's bridge namespace and waits
-// until it is inline; the run is stopped at the end of the test.
-func startRun(t *testing.T, bin, ns, sock string, extra ...string) (*exec.Cmd, *syncBuffer) {
+// until it is inline; the run is stopped at the end of the test. done is
+// closed when it has exited.
+func startRun(t *testing.T, bin, ns, sock string, extra ...string) (cmd *exec.Cmd, out *syncBuffer, done chan struct{}) {
 	t.Helper()
 	args := append([]string{"run", "--bridge", "br0", "--control", sock}, extra...)
-	cmd := netns.Command(context.Background(), ns, append([]string{bin}, args...)...)
-	out := &syncBuffer{}
+	cmd = netns.Command(context.Background(), ns, append([]string{bin}, args...)...)
+	out = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	done = make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -46,7 +47,7 @@ func startRun(t *testing.T, bin, ns, sock string, extra ...string) (*exec.Cmd, *
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return cmd, out
+	return cmd, out, done
 }
 
 // lines returns the lines of out that mention s.
@@ -73,7 +74,7 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { topo.Close() })
-	run, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
+	run, _, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
 	// What a crashed run on queue 9 would leave: its chain.
 	if err := netns.Run(ctx, topo.Bridge, "iptables", "-w", "-N", "CLOSEDUEL-9"); err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ func TestSecondRunOnAQueueInUseSaysWho(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { topo.Close() })
-	first, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
+	first, _, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
 	out, err := exec.Command(bin, "run", "--netns", topo.Bridge, "--hook", "none", "--control", "off", "--duration", "1s").CombinedOutput()
 	if err == nil {
 		t.Fatalf("the second run started:\n%s", out)

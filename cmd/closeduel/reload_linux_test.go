@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/control"
+	"github.com/closeduel/closeduel/internal/roottest"
+	"github.com/closeduel/closeduel/netns"
+	"github.com/closeduel/closeduel/topology"
+)
+
+// TestReloadNeverBlocksTheRun: a rule file replaced by a FIFO and reloaded
+// (SIGHUP) used to block run's main loop: traffic stayed delayed and
+// SIGTERM was ignored. Now, without --allow-pipe, ctl reload refuses a
+// FIFO or a device at once and the old rules stay; with it, a reload that
+// waits for the FIFO's writer leaves traffic and the control socket
+// working, and SIGTERM still stops the run promptly with its chain removed.
+func TestReloadNeverBlocksTheRun(t *testing.T) {
+	roottest.Require(t)
+	bin := buildBinary(t)
+	ctx := context.Background()
+	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("rl%d", os.Getpid()%100000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	var ln net.Listener
+	if err := netns.Do(topo.Device, func() (err error) {
+		ln, err = net.Listen("tcp4", "192.168.100.99:80")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			c.Close()
+		}
+	}()
+	request := func() error {
+		var c net.Conn
+		if err := netns.Do(topo.Client, func() (err error) {
+			c, err = net.DialTimeout("tcp4", "192.168.100.99:80", 2*time.Second)
+			return err
+		}); err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+			return fmt.Errorf("answer %q: %v", b, err)
+		}
+		return nil
+	}
+
+	dir := t.TempDir()
+	rulesPath, sock := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "ctl.sock")
+	if err := os.WriteFile(rulesPath, []byte("experiment: before\nabout: The rules before.\nrules: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, pipe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allow-pipe=%v", pipe), func(t *testing.T) {
+			extra := []string{"--rules", rulesPath}
+			if pipe {
+				extra = append(extra, "--allow-pipe")
+			}
+			os.Remove(rulesPath)
+			os.WriteFile(rulesPath, []byte("experiment: before\nabout: The rules before.\nrules: []\n"), 0o644)
+			run, out, exited := startRun(t, bin, topo.Bridge, sock, extra...)
+			if !pipe {
+				zero := filepath.Join(dir, "zero")
+				os.Remove(zero)
+				os.Symlink("/dev/zero", zero)
+				os.Rename(zero, rulesPath)
+				_, err := control.Send(ctx, sock, []string{"reload"})
+				if err == nil || !strings.Contains(err.Error(), "the old rules stay in force: rules: "+rulesPath+": not a regular file (a character device)") {
+					t.Fatalf("reload of a /dev/zero symlink: %v", err)
+				}
+			}
+			// The rule file becomes a FIFO nobody writes.
+			os.Remove(rulesPath)
+			if err := syscall.Mkfifo(rulesPath, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			run.Process.Signal(syscall.SIGHUP)
+			time.Sleep(300 * time.Millisecond)
+			if !pipe {
+				if !strings.Contains(out.String(), "not a regular file (a FIFO)") {
+					t.Errorf("SIGHUP with a FIFO is not refused:\n%s", out.String())
+				}
+			} else {
+				_, err := control.Send(ctx, sock, []string{"reload"})
+				if err == nil || !strings.Contains(err.Error(), "a reload is already under way") {
+					t.Errorf("a second reload while the first waits: %v", err)
+				}
+			}
+			// The run goes on: traffic passes, the control socket answers.
+			for i := range 3 {
+				if err := request(); err != nil {
+					t.Fatalf("request %d while the reload waits: %v", i, err)
+				}
+			}
+			st, err := control.Send(ctx, sock, []string{"status"})
+			if err != nil || !strings.Contains(st, "experiment before") {
+				t.Fatalf("status while the reload waits: %q, %v", st, err)
+			}
+			start := time.Now()
+			run.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("run still going 5 s after SIGTERM:\n%s", out.String())
+			}
+			t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+			if !strings.Contains(out.String(), "summary after") {
+				t.Errorf("no summary:\n%s", out.String())
+			}
+			if left, err := bridgehook.Leftovers(ctx, topo.Bridge); err != nil || len(left) != 0 {
+				t.Errorf("rules left after exit: %q (%v)", left, err)
+			}
+		})
+	}
+}
