@@ -96,8 +96,16 @@ func readFile(ctx context.Context, path string, opt LoadOptions) (data []byte, w
 	if err := ctx.Err(); err != nil {
 		return nil, "", fmt.Errorf("rules: %s: %w", path, err)
 	}
-	// O_NONBLOCK: opening a FIFO must not wait for a writer before its
-	// kind is known.
+	// A FIFO is recognised by stat, before any open: even a non-blocking
+	// open for reading would be a reader that a writer's open can meet,
+	// write to and leave before the real read begins (it then waits for a
+	// writer that has come and gone).
+	if st, err := os.Stat(path); err == nil && st.Mode()&fs.ModeNamedPipe != 0 && opt.AllowPipe {
+		data, err = readPipe(ctx, path)
+		return data, "", err
+	}
+	// O_NONBLOCK: should the path have become a FIFO since the stat, the
+	// open must not wait for a writer before its kind is known.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, "", fmt.Errorf("rules: %w", err)
