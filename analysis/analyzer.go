@@ -274,6 +274,7 @@ func (a *Analyzer) packet(e *Event) {
 	n := token(&tok, seg, di, retrans, stale, &e.Note)
 	c.addHistory(&tok, n)
 
+	added := true
 	switch {
 	case c.conflict:
 		if !wasConflict && c.lastSynTime > 0 {
@@ -288,8 +289,11 @@ func (a *Analyzer) packet(e *Event) {
 		a.runAdd(ts, c, cause, seg, &e.Note, e.Time, ev&tcpstate.NewIncarnation != 0)
 	case ts.run != nil && !isSYN:
 		a.endRun(ts, false)
+		added = false
+	default:
+		added = false
 	}
-	if ts.run != nil {
+	if added && ts.run != nil {
 		// The episode is over once neither stack sends by itself any
 		// more: what comes next on the tuple is a new one.
 		ts.run.settled = !tc.MaySend()

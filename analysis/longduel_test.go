@@ -143,3 +143,81 @@ func TestLongLostFinalAck(t *testing.T) {
 		})
 	}
 }
+
+// TestDuelLastsThroughBackoff: a duel is one episode through quiet spells
+// shorter than the longest retransmission back-off (no fixed 30 s gap); a
+// quiet spell longer than Config.MaxBackoff ends it, an in-connection
+// segment ends it, and a SYN opening a new incarnation on a settled tuple
+// starts a new one.
+func TestDuelLastsThroughBackoff(t *testing.T) {
+	storm := func(s *synth, f flow) {
+		for range 3 {
+			s.add(10*time.Millisecond, f, false, fA, 5202, 1102, 0, "")
+			s.add(10*time.Millisecond, f, true, fA, 1102, 5202, 0, "")
+		}
+	}
+	quietStorms := func(s *synth) {
+		f := newFlow(40030)
+		s.exchange(f)
+		s.cleanClose(f)
+		storm(s, f)
+		s.t += int64(100 * time.Second)
+		storm(s, f)
+	}
+	settledThenSYN := func(s *synth) {
+		f := newFlow(40031)
+		s.exchange(f)
+		s.cleanClose(f)
+		storm(s, f)
+		// A new connection on the tuple: its handshake, then a clean
+		// close and another storm.
+		s.t += int64(time.Second)
+		s.add(0, f, true, fS, 90000, 0, 0, "")
+		s.add(100*time.Microsecond, f, false, fS|fA, 7000, 90001, 0, "")
+		s.add(100*time.Microsecond, f, true, fA, 90001, 7001, 0, "")
+		s.add(100*time.Microsecond, f, true, fFA, 90001, 7001, 0, "")
+		s.add(100*time.Microsecond, f, false, fFA, 7001, 90002, 0, "")
+		s.add(100*time.Microsecond, f, true, fA, 90002, 7002, 0, "")
+		for range 3 {
+			s.add(10*time.Millisecond, f, false, fA, 7002, 90002, 0, "")
+			s.add(10*time.Millisecond, f, true, fA, 90002, 7002, 0, "")
+		}
+	}
+	settledThenHeld := func(s *synth) {
+		f := newFlow(40032)
+		s.exchange(f)
+		s.cleanClose(f)
+		storm(s, f)
+		for range 2 {
+			s.add(time.Second, f, true, fS, 900, 0, 0, "")
+			s.add(100*time.Microsecond, f, false, fA, 5202, 1102, 0, "")
+			s.add(100*time.Microsecond, f, true, fR, 1102, 0, 0, "")
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		build    func(*synth)
+		cfg      Config
+		duels    int
+		segments int
+	}{
+		{"100 s of quiet within the default 120 s back-off: one episode", quietStorms, Config{}, 1, 12},
+		{"100 s of quiet past a 50 s back-off: two", quietStorms, Config{MaxBackoff: 50 * time.Second}, 2, 12},
+		{"a new connection's handshake ends the first episode: two", settledThenSYN, Config{}, 2, 12},
+		{"a settled tuple, then a SYN that meets a stale ACK: two", settledThenHeld, Config{}, 2, 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSynth()
+			tc.build(s)
+			a := NewAnalyzer(tc.cfg)
+			for i := range s.pkts {
+				e := Event{Time: s.pkts[i].t, Seg: s.pkts[i].seg}
+				a.Add(&e)
+			}
+			r := a.Finish()
+			if r.Totals.Duels != tc.duels || r.Totals.DuelSegments != tc.segments {
+				t.Errorf("%d duels of %d segments, want %d of %d", r.Totals.Duels, r.Totals.DuelSegments, tc.duels, tc.segments)
+			}
+		})
+	}
+}
