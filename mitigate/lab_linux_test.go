@@ -205,7 +205,7 @@ func TestEndpointFixesEndTheReuseDuel(t *testing.T) {
 		{"close-second", func(c *lab.Config) { c.Close, c.WaitEOF = lab.CloseWaitClient, false }, true},
 		// The device keeps TIME-WAIT shorter than the client's gap
 		// between two uses of a port.
-		{"short-time-wait", func(c *lab.Config) { c.TimeWait = 500 * time.Millisecond }, false},
+		{"short-time-wait", func(c *lab.Config) { c.TimeWait = 200 * time.Millisecond }, false},
 	} {
 		t.Run(fix.name, func(t *testing.T) {
 			set := func(c *lab.Config) {
@@ -222,6 +222,33 @@ func TestEndpointFixesEndTheReuseDuel(t *testing.T) {
 				t.Errorf("with %s: the workload's failed requests %d (without: %d)", fix.name, failed, base.Record.Results.RequestsFailed)
 			}
 		})
+	}
+}
+
+// TestFinalAckRepairEndsTheLostFinAckDuel: every client ACK of the
+// device's FIN is dropped (lost-fin-acks): without the repair the device
+// retransmits its FIN into the client's TIME-WAIT, whose re-ACKs are lost
+// again, a duel per connection; with it the first retransmission is
+// answered in the client's name and no duel starts.
+func TestFinalAckRepairEndsTheLostFinAckDuel(t *testing.T) {
+	roottest.Require(t)
+	set := func(c *lab.Config) {
+		s, _ := lab.ParseSchedule("1x500ms")
+		c.Schedule, c.Quiet = s, 6*time.Second
+	}
+	without, _ := labRun(t, "j", "lost-fin-acks", 0, set, nil)
+	with, res := labRun(t, "k", "lost-fin-acks", mitigate.Set(0).With(mitigate.FinalAckRepair, true), set, nil)
+	t.Logf("without: %s", totals(without))
+	t.Logf("with:    %s", totals(with))
+	if without.Totals.Duels == 0 {
+		t.Fatalf("without the repair: no duel: the workload does not show the mechanism")
+	}
+	if with.Totals.Duels != 0 || with.Totals.FailedRequests > without.Totals.FailedRequests || res.Record.Results.RequestsFailed != 0 {
+		t.Errorf("with the repair: %d duels, %d failed requests (without %d), the workload's failed %d; want no duel and no failure",
+			with.Totals.Duels, with.Totals.FailedRequests, without.Totals.FailedRequests, res.Record.Results.RequestsFailed)
+	}
+	if with.Totals.CleanCloses != with.Totals.Connections {
+		t.Errorf("with the repair: %d of %d connections closed cleanly, want all", with.Totals.CleanCloses, with.Totals.Connections)
 	}
 }
 

@@ -55,10 +55,10 @@ var infos = [numNames]Info{
 		Mechanism: "the client's ACK of the device's FIN is lost: the device retransmits its FIN for minutes (3, 6, 12 ... s), " +
 			"and once the client's socket is gone it draws an RST; the repair answers the retransmitted FIN (or the RST) " +
 			"with the right ACK in the client's name, so the device reaches TIME-WAIT or CLOSED at once",
-		Experiment: "lost-final-ack",
-		// The client keeps no TIME-WAIT, so the retransmitted FIN meets a
-		// socket that is gone.
-		LabArgs: []string{"--schedule", "3x1s", "--quiet", "10s", "--sysctl", "net.ipv4.tcp_max_tw_buckets=0"},
+		// Every ACK of the device's FIN is lost: the FIN and Linux's
+		// TIME-WAIT re-ACK ping-pong for minutes, until an RST.
+		Experiment: "lost-fin-acks",
+		LabArgs:    nil, // its lab: section
 	},
 	{
 		Name: DuelQuench,

@@ -12,10 +12,11 @@ import (
 // Mechanism: any ping-pong on a tuple after its close that no targeted fix
 // ends. A segment is out of connection, as the analysis has it
 // (analysis/DEFINITIONS.md, Duels), when its incarnation had closed before
-// it and it opens no new one, or when the tuple is in conflict: one end
-// opening (SYN-SENT) while the other holds the old connection. A duel is
-// under way once the out-of-connection segments on a tuple have changed
-// direction twice with no gap longer than the analysis's 30 s.
+// it and it opens no new one, or when the tuple is in conflict (the
+// tracker's Held: a stale ACK answered the opener's SYN). A duel is under
+// way once the out-of-connection segments on a tuple have changed
+// direction twice with no quiet spell longer than the analysis's longest
+// retransmission back-off (120 s).
 //
 // Fix: after QuenchTurns turns, the tuple's out-of-connection segments are
 // dropped for QuenchFor; every drop is in the verdict log under the
@@ -25,8 +26,9 @@ import (
 // frees the client's port at once, which it then picks again for its next
 // connection into the same held tuple: measured, failed requests rose.)
 
-// duelGap is the analysis's default duel gap.
-const duelGap = 30 * time.Second
+// duelGap is the analysis's longest retransmission back-off
+// (--max-backoff): a quieter tuple starts afresh.
+const duelGap = 120 * time.Second
 
 // quench is one tuple's duel state.
 type quench struct {
@@ -42,7 +44,7 @@ func (m *Mitigator) quench(seg *segment.Segment, res *tcpstate.Result, side Side
 	if q.tuple != res.Conn.Tuple {
 		*q = quench{tuple: res.Conn.Tuple, lastDir: -1}
 	}
-	if !outOfConnection(res) {
+	if !outOfConnection(res, now) {
 		if seg.Flags&segment.SYN == 0 {
 			*q = quench{tuple: q.tuple, lastDir: -1}
 		}
@@ -73,26 +75,13 @@ func (m *Mitigator) quench(seg *segment.Segment, res *tcpstate.Result, side Side
 }
 
 // outOfConnection reports whether the segment of res is out of its
-// connection: its incarnation had closed, or the tuple is in conflict.
-func outOfConnection(res *tcpstate.Result) bool {
+// connection, as the analysis has it: its incarnation had closed (an
+// endpoint reached TIME-WAIT or CLOSED) before it and it opens no new one,
+// or the tuple is in conflict (a stale ACK answered its SYN).
+func outOfConnection(res *tcpstate.Result, now time.Time) bool {
 	c := res.Conn
-	b := res.Before
-	if res.Events.Has(tcpstate.NewIncarnation) {
-		// A SYN onto a tuple the other end still holds: the analysis
-		// counts it once the stale ACK answers it.
-		return b[1-res.From].Synchronized()
-	}
-	if !c.ClosedAt.IsZero() && done(b[0]) && done(b[1]) {
+	if c.Held {
 		return true
 	}
-	return conflict(b)
-}
-
-// conflict: one end opens while the other holds a synchronized state.
-func conflict(b [2]tcpstate.State) bool {
-	return (b[0] == tcpstate.SynSent && b[1].Synchronized()) || (b[1] == tcpstate.SynSent && b[0].Synchronized())
-}
-
-func done(s tcpstate.State) bool {
-	return s == tcpstate.Closed || s == tcpstate.Listen || s == tcpstate.TimeWait
+	return !res.Events.Has(tcpstate.NewIncarnation) && !c.ClosedAt.IsZero() && c.ClosedAt.Before(now)
 }

@@ -269,8 +269,9 @@ func TestMitigationsSection(t *testing.T) {
 }
 
 // TestDuelQuench: a SYN onto a tuple the device holds in TIME-WAIT, the
-// device's old ACK, the client's RST: two turns of a duel; duel-quench
-// drops what follows on the tuple, and only that.
+// device's old ACK, the client's RST, the SYN again and the old ACK again:
+// two turns of a duel; duel-quench drops what follows on the tuple, and
+// only that.
 func TestDuelQuench(t *testing.T) {
 	d := NewDecider(mustParse(t, mitigationFile+"mitigations: { duel-quench: on }\n"), Options{})
 	w := newWire(t)
@@ -282,9 +283,11 @@ func TestDuelQuench(t *testing.T) {
 		want        string
 	}{
 		{"c", "SYN", 9000, 0, ""},
-		{"d", "ACK", 5022, 1012, ""},
+		{"d", "ACK", 5022, 1012, ""}, // the stale ACK: the tuple is held
+		{"c", "RST", 1012, 0, ""},    // one turn
+		{"c", "SYN", 9000, 0, ""},
+		{"d", "ACK", 5022, 1012, "duel-quench drop drop"}, // two
 		{"c", "RST", 1012, 0, "duel-quench drop drop"},
-		{"c", "SYN", 9000, 0, "duel-quench drop drop"},
 		{"c", "SYN", 9000, 0, "duel-quench drop drop"},
 	}
 	for _, s := range steps {

@@ -68,6 +68,7 @@ experiment against both devices at once and prints the table. lab/README.md docu
 			&cli.BoolFlag{Name: "matrix", Usage: "run every library experiment against lwIP and Linux at once and print the table (matrix.json, matrix.html)"},
 			&cli.StringSliceFlag{Name: "experiments", Usage: "with --matrix: only these library experiments (repeat; default all)"},
 			&cli.StringSliceFlag{Name: "devices", Usage: "with --matrix: only these devices (default lwip and linux)"},
+			&cli.BoolFlag{Name: "fixes", Usage: "with --matrix: also run each experiment that duels with each middlebox mitigation, and the TIME_WAIT reuse experiment with each endpoint fix"},
 			&cli.IntFlag{Name: "parallel", Value: defaultMatrixParallel, Usage: "with --matrix: benches running at once (0: all; more cells than that run in waves)"},
 		},
 		Action: labAction,

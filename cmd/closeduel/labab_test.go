@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -28,10 +29,20 @@ func TestABTargets(t *testing.T) {
 	if err != nil || rules != "reused-tuple" || !strings.Contains(strings.Join(workload, " "), "--ports 40000-40001") || strings.Join(fix, " ") != "--mitigation timewait-guard" {
 		t.Errorf("timewait-guard: %q %q %q %v", rules, workload, fix, err)
 	}
-	if _, _, fix, err := abTargets("short-time-wait"); err != nil || strings.Join(fix, " ") != "--time-wait 500ms" {
+	if _, _, fix, err := abTargets("short-time-wait"); err != nil || strings.Join(fix, " ") != "--time-wait 200ms" {
 		t.Errorf("short-time-wait: %q %v", fix, err)
 	}
 	if _, _, _, err := abTargets("timewait-gard"); err == nil || !strings.Contains(err.Error(), "known: close-second, duel-quench") {
 		t.Errorf("unknown name: %v", err)
+	}
+}
+
+// TestFlagMap: an endpoint fix's flags become the matrix's settings, a
+// sysctl flag its sysctl.
+func TestFlagMap(t *testing.T) {
+	got := flagMap([]string{"--close", "wait", "--linger0", "--rfc1337", "1", "--sysctl", "net.ipv4.tcp_max_tw_buckets=0"})
+	want := map[string]string{"close": "wait", "linger0": "true", "sysctl net.ipv4.tcp_rfc1337": "1", "sysctl net.ipv4.tcp_max_tw_buckets": "0"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("flagMap: %v, want %v", got, want)
 	}
 }

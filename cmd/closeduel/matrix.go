@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/closeduel/closeduel/lab"
+	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/rules"
 )
 
@@ -44,6 +45,8 @@ type matrixCell struct {
 	// the run directory's name.
 	Variant string
 	Extra   map[string]string
+	// Mitigation, when set, is switched on for the run.
+	Mitigation string
 
 	cfg    lab.Config
 	status *statusLine
@@ -121,6 +124,7 @@ func matrixAction(c *cli.Context) error {
 			cells = append(cells, &matrixCell{Experiment: e, Device: d})
 		}
 	}
+
 	out := c.App.Writer
 	if out == nil {
 		out = os.Stdout
@@ -132,6 +136,18 @@ func matrixAction(c *cli.Context) error {
 	m := &matrix{parallel: c.Int("parallel"), runs: c.String("runs"), out: out, progress: progress,
 		live: progress == io.Writer(os.Stderr) && isTerminal(os.Stderr), seedSet: c.IsSet("seed"), seed: c.Int64("seed")}
 	_, err := m.run(c, cells)
+	if err != nil || !c.Bool("fixes") {
+		return err
+	}
+	// The fixes: a second matrix of every cell that dueled, once per fix.
+	fixed := fixCells(cells)
+	if len(fixed) == 0 {
+		fmt.Fprintln(out, "fixes: no experiment dueled, nothing to fix")
+		return nil
+	}
+	fmt.Fprintf(out, "\nfixes: each experiment that dueled, with each middlebox mitigation (and the TIME_WAIT reuse experiment with each endpoint fix)\n")
+	m2 := *m // run gives it its own directory
+	_, err = m2.run(c, fixed)
 	return err
 }
 
@@ -335,6 +351,14 @@ func (m *matrix) prepare(c *cli.Context, i int, cell *matrixCell) error {
 	if err := labMitigations(c, f); err != nil {
 		return err
 	}
+	if cell.Mitigation != "" {
+		n, _ := mitigate.ParseName(cell.Mitigation)
+		f.Mitigations = f.Mitigations.With(n, true)
+	}
+	if cell.Variant != "" {
+		// The expectations are about the experiment without the fix.
+		cfg.Expect = nil
+	}
 	labInline(&cfg, f, m.seedSet)
 	cfg.Experiment = name
 	cfg.Report = analysisReport(context.WithoutCancel(c.Context))
@@ -342,6 +366,56 @@ func (m *matrix) prepare(c *cli.Context, i int, cell *matrixCell) error {
 	cfg.Progress, cfg.Live = cell.status, true
 	cell.cfg = cfg
 	return nil
+}
+
+// fixCells returns, for each cell that dueled, one cell per middlebox
+// mitigation and, for the experiment the endpoint fixes target
+// (timewait-guard's), one per endpoint fix.
+func fixCells(cells []*matrixCell) []*matrixCell {
+	var out []*matrixCell
+	reuse := mitigate.TimewaitGuard.Info().Experiment
+	for _, cell := range cells {
+		if cell.res == nil || cell.res.Analysis == nil || cell.res.Analysis.Totals.Duels == 0 {
+			continue
+		}
+		for _, n := range mitigate.All() {
+			out = append(out, &matrixCell{Experiment: cell.Experiment, Device: cell.Device, Variant: n.String(), Mitigation: n.String()})
+		}
+		if cell.Experiment != reuse {
+			continue
+		}
+		names := make([]string, 0, len(endpointFixes))
+		for name := range endpointFixes {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			out = append(out, &matrixCell{Experiment: cell.Experiment, Device: cell.Device, Variant: name, Extra: flagMap(endpointFixes[name].args)})
+		}
+	}
+	return out
+}
+
+// flagMap turns lab flags ("--close", "wait", "--linger0") into the
+// matrix's settings (close: wait, linger0: true).
+func flagMap(args []string) map[string]string {
+	m := map[string]string{}
+	for i := 0; i < len(args); i++ {
+		name, value := strings.TrimPrefix(args[i], "--"), "true"
+		if i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+			value = args[i+1]
+			i++
+		}
+		switch key, ok := sysctlFlags[name]; {
+		case ok:
+			name = "sysctl " + key
+		case name == "sysctl":
+			k, v, _ := strings.Cut(value, "=")
+			name, value = "sysctl "+k, v
+		}
+		m[name] = value
+	}
+	return m
 }
 
 // planned is how long a cell's bench runs: schedule and quiet, plus set-up.
@@ -526,8 +600,12 @@ func writeMatrixTable(w io.Writer, mf *MatrixFile) error {
 		if mc.Error != "" {
 			exp += " error: " + firstLine(mc.Error)
 		}
+		name := mc.Experiment
+		if mc.Variant != "" {
+			name += " +" + mc.Variant
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d (%d)\t%.1fs\t%d / %.1fs\t%.1fs\t%s / %s / %d\t%s\n",
-			mc.Experiment, mc.Device, mc.RequestsOK, mc.RequestsFailed, mc.Duels, mc.DuelsAfterWorkload, mc.DuelsOngoingAfterStop,
+			name, mc.Device, mc.RequestsOK, mc.RequestsFailed, mc.Duels, mc.DuelsAfterWorkload, mc.DuelsOngoingAfterStop,
 			mc.LongestDuelS, mc.DuelSegments, mc.DuelSeconds, mc.LastAfterStopS, orDash(mc.MaxStartError), orDash(mc.WireGapError), mc.OutOfOrder, exp)
 	}
 	return tw.Flush()
