@@ -68,6 +68,10 @@ type Config struct {
 	// Pool is the lwIP device's pcb pool (default 5, as the ESP8266);
 	// negative means no limit.
 	Pool int
+	// BusyClose makes the lwIP device take in none of the
+	// acknowledgments of its own FIN, as a device too busy at close to
+	// process them (the Linux device ignores it).
+	BusyClose bool
 	// TimeWait shortens the lwIP device's TIME_WAIT (0 keeps lwIP's
 	// 2*TCP_MSL, 120 s).
 	TimeWait time.Duration

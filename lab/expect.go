@@ -66,6 +66,17 @@ func (r *Result) Figure(name string) (v int, ok bool) {
 		}
 		n, _ := r.Summary.AfterStop()
 		return n, true
+	case "last-after-stop-s":
+		if r.Summary == nil {
+			return 0, false
+		}
+		_, last := r.Summary.AfterStop()
+		return int(last / time.Second), true
+	case "busy-dropped":
+		if r.DeviceStatus.Event != "status" {
+			return 0, false
+		}
+		return r.DeviceStatus.BusyDropped, true
 	case "pool-kills":
 		if r.DeviceStatus.Event != "status" {
 			return 0, false

@@ -38,7 +38,10 @@ type DeviceEvent struct {
 	// PoolKilled counts pcbs the ESP8266-like pool freed, by state.
 	PoolKilled map[string]int `json:"pool_killed,omitempty"`
 	TWExpired  int            `json:"tw_expired,omitempty"`
-	PCBs       []PCB          `json:"pcbs,omitempty"`
+	// BusyDropped counts the acknowledgments of its FIN the lwIP device
+	// did not take in (-busyclose).
+	BusyDropped int   `json:"busy_dropped,omitempty"`
+	PCBs        []PCB `json:"pcbs,omitempty"`
 }
 
 // PCB is one lwIP protocol control block in a status line.

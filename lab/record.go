@@ -82,7 +82,10 @@ type Record struct {
 		Size     int        `yaml:"size"`
 		Pool     int        `yaml:"pool"`
 		TimeWait string     `yaml:"time_wait"`
-		Port     int        `yaml:"port"`
+		// BusyClose: the lwIP device took in no acknowledgment of its
+		// FIN (Config.BusyClose).
+		BusyClose bool `yaml:"busy_close,omitempty"`
+		Port      int  `yaml:"port"`
 	} `yaml:"device"`
 	Workload struct {
 		Schedule    Schedule          `yaml:"schedule"`

@@ -39,8 +39,12 @@ func WriteSummaryReport(w io.Writer, r *Result) error {
 		fmt.Fprintf(tw, "  %s\t%s\n", label, fmt.Sprintf(format, args...))
 	}
 	row("run", "%s, experiment %s", r.Dir, rec.Experiment)
-	row("device", "%s (close %s, size %d, pool %d, TIME_WAIT %s)",
-		rec.Device.Kind, rec.Device.Close, rec.Device.Size, rec.Device.Pool, rec.Device.TimeWait)
+	busy := ""
+	if rec.Device.BusyClose {
+		busy = ", busy at close: takes in no ACK of its FIN"
+	}
+	row("device", "%s (close %s, size %d, pool %d, TIME_WAIT %s%s)",
+		rec.Device.Kind, rec.Device.Close, rec.Device.Size, rec.Device.Pool, rec.Device.TimeWait, busy)
 	ports := ""
 	if rec.Workload.PortRange != "" {
 		ports = ", client ports " + rec.Workload.PortRange
@@ -69,6 +73,9 @@ func WriteSummaryReport(w io.Writer, r *Result) error {
 		pool := ""
 		if len(kills) > 0 {
 			pool = "; pool killed " + strings.Join(kills, ", ")
+		}
+		if st.BusyDropped > 0 {
+			pool += fmt.Sprintf("; did not take in %d ACKs of its FIN", st.BusyDropped)
 		}
 		row("device at the end", "%d accepted, %d responses, %d closed, %d aborted, %d reset by the client; %d active pcbs, %d in TIME_WAIT%s",
 			st.Accepted, st.Responses, st.Closed, st.Aborted, st.ResetByPeer, st.Active, st.TimeWait, pool)

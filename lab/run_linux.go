@@ -62,12 +62,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	rec.Versions = Versions{Closeduel: cfg.Version, Go: runtime.Version(), Kernel: kernelRelease(),
 		LwIP: build.LwIPVersion, LwIPPackage: build.Package, DeviceSource: build.SourceHash}
 	rec.Device.Kind, rec.Device.Close, rec.Device.Size, rec.Device.Port = cfg.Device, cfg.Close, cfg.Size, DefaultPort
-	rec.Device.Pool, rec.Device.TimeWait = max(cfg.Pool, 0), "2*TCP_MSL"
+	rec.Device.Pool, rec.Device.TimeWait, rec.Device.BusyClose = max(cfg.Pool, 0), "2*TCP_MSL", cfg.BusyClose
 	if cfg.TimeWait > 0 {
 		rec.Device.TimeWait = cfg.TimeWait.String()
 	}
 	if cfg.Device == DeviceLinux {
-		rec.Device.Pool, rec.Device.TimeWait = 0, "linux (60 s)"
+		rec.Device.Pool, rec.Device.TimeWait, rec.Device.BusyClose = 0, "linux (60 s)", false
 	}
 	w := &rec.Workload
 	w.Schedule, w.Requests, w.Concurrency, w.Linger0 = cfg.Schedule, cfg.Schedule.Requests(), cfg.Concurrency, cfg.Linger0
@@ -377,6 +377,9 @@ func (b *bench) startDevice(ctx context.Context) (*proc, error) {
 		args := []string{b.device.Path, "-addr", cfg.DeviceAddr.String(), "-port", strconv.Itoa(DefaultPort),
 			"-close", cfg.Close.String(), "-size", strconv.Itoa(cfg.Size), "-pool", strconv.Itoa(max(cfg.Pool, 0)),
 			"-timewait", strconv.FormatInt(cfg.TimeWait.Milliseconds(), 10)}
+		if cfg.BusyClose {
+			args = append(args, "-busyclose", "1")
+		}
 		p, err = startProc(ctx, "lwIP device", topo.Bridge, devicePlacement, []string{"PRECONFIGURED_TAPIF=" + topology.TapName}, args, log, onLine)
 		if err != nil {
 			log.Close()

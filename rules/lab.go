@@ -96,6 +96,7 @@ var labSettings = []labSetting{
 		doc: "close: FIN once the response is acked (the device closes first); wait: for the client's FIN (the device closes second); abort: RST"},
 	{section: "device", key: "size", flag: "size", kind: labInt, lo: 0, hi: 60000, doc: "response body octets (32)"},
 	{section: "device", key: "pool", flag: "pool", kind: labInt, lo: 0, hi: 100000, doc: "lwIP pcbs (active + TIME_WAIT) the device may hold (5, as the ESP8266; 0: no limit)"},
+	{section: "device", key: "busy-close", flag: "busy-close", kind: labBool, doc: "the lwIP device takes in no acknowledgment of its own FIN, as one too busy at close (the Linux device ignores it)"},
 	{section: "device", key: "time-wait", flag: "time-wait", kind: labDuration, max: time.Hour, doc: "lwIP TIME_WAIT length (0s: lwIP's 2*TCP_MSL, 120 s)"},
 	{section: "workload", key: "schedule", flag: "schedule", kind: labSchedule, doc: "gaps between request starts, as 10x1s,40x200ms"},
 	{section: "workload", key: "concurrency", flag: "concurrency", kind: labInt, lo: 1, hi: 1024, doc: "requests in flight at most (1)"},
@@ -120,7 +121,7 @@ var (
 	ExpectFigures = []string{
 		"duels", "duels-after-workload", "duel-segments", "requests-ok", "requests-failed",
 		"rsts", "ignored-rsts", "fin-retransmissions", "syn-retransmissions", "time-wait-reuses",
-		"drops", "segments-after-stop", "pool-kills",
+		"drops", "segments-after-stop", "last-after-stop-s", "pool-kills", "busy-dropped",
 	}
 )
 

@@ -48,6 +48,7 @@ experiment against both devices at once and prints the table. lab/README.md docu
 			&cli.StringFlag{Name: "close", Value: "close", Usage: "device close: close (FIN once the response is acked), wait (for the client's FIN), abort (RST)"},
 			&cli.IntFlag{Name: "size", Value: lab.DefaultSize, Usage: "response body octets"},
 			&cli.IntFlag{Name: "pool", Value: lab.DefaultPool, Usage: "lwIP pcbs (active + TIME_WAIT) as the ESP8266's MEMP_NUM_TCP_PCB; 0: no limit"},
+			&cli.BoolFlag{Name: "busy-close", Usage: "the lwIP device takes in no acknowledgment of its own FIN (a device too busy at close)"},
 			&cli.DurationFlag{Name: "time-wait", Usage: "lwIP TIME_WAIT length (default lwIP's 2*TCP_MSL = 120s)"},
 			&cli.StringFlag{Name: "ports", Usage: "client local port range LOW-HIGH, e.g. 40000-40001 to force 4-tuple reuse"},
 			&cli.IntFlag{Name: "concurrency", Value: 1, Usage: "requests in flight at most"},

@@ -15,7 +15,7 @@ import (
 
 // labSettingFlags are the `closeduel lab` flags a rule file's lab:
 // section can set (rules.LabSetting.Flag), and the device.
-var labSettingFlags = []string{"device", "close", "size", "pool", "time-wait", "schedule", "concurrency",
+var labSettingFlags = []string{"device", "close", "size", "pool", "busy-close", "time-wait", "schedule", "concurrency",
 	"client-close", "timeout", "ports", "random-ports", "linger0", "quiet"}
 
 // sysctlFlags are the flags that set one client sysctl each.
@@ -139,7 +139,7 @@ func (v *labValues) config() (lab.Config, error) {
 			return fail(name, err)
 		}
 	}
-	bools := map[string]*bool{"random-ports": &cfg.RandomPorts, "linger0": &cfg.Linger0}
+	bools := map[string]*bool{"random-ports": &cfg.RandomPorts, "linger0": &cfg.Linger0, "busy-close": &cfg.BusyClose}
 	for name, dst := range bools {
 		if *dst, err = strconv.ParseBool(v.val[name]); err != nil {
 			return fail(name, err)

@@ -22,6 +22,11 @@
  *   -timewait MS      TIME_WAIT length in ms; 0 keeps lwIP's 2*TCP_MSL
  *                     (120 s in Debian's build). Shorter lengths are made
  *                     by aborting older TIME_WAIT pcbs (no RST is sent).
+ *   -busyclose 0|1    1: take in no acknowledgment of the device's own FIN
+ *                     (a device too busy at close to process them): a
+ *                     segment without RST whose ACK covers the FIN of a
+ *                     pcb in FIN_WAIT_1, CLOSING or LAST_ACK is dropped
+ *                     on arrival; lwIP retransmits its FIN with back-off.
  *   -mac XX:..:XX     MAC address (02:12:34:56:78:ab)
  *
  * The tap is the one named by PRECONFIGURED_TAPIF (tap0), created and
@@ -68,6 +73,7 @@ struct options {
 	int size;
 	int pool;
 	long timewait_ms;
+	int busy_close;
 	u8_t mac[6];
 };
 
@@ -76,6 +82,7 @@ struct counters {
 	unsigned long reset_by_peer, errors, dropped_syns;
 	unsigned long kill_time_wait, kill_last_ack, kill_closing, kill_active;
 	unsigned long tw_expired;
+	unsigned long busy_dropped;
 };
 
 struct conn {
@@ -146,8 +153,9 @@ static void print_status(int final)
 	       cnt.accepted, cnt.requests, cnt.responses, cnt.closed, cnt.aborted, cnt.reset_by_peer,
 	       cnt.errors, cnt.dropped_syns);
 	printf("\"pool_killed\":{\"time_wait\":%lu,\"last_ack\":%lu,\"closing\":%lu,\"active\":%lu},"
-	       "\"tw_expired\":%lu,\"pcbs\":[",
-	       cnt.kill_time_wait, cnt.kill_last_ack, cnt.kill_closing, cnt.kill_active, cnt.tw_expired);
+	       "\"tw_expired\":%lu,\"busy_dropped\":%lu,\"pcbs\":[",
+	       cnt.kill_time_wait, cnt.kill_last_ack, cnt.kill_closing, cnt.kill_active, cnt.tw_expired,
+	       cnt.busy_dropped);
 	int first = 1;
 	struct tcp_pcb *lists[2] = {tcp_active_pcbs, tcp_tw_pcbs};
 	for (int l = 0; l < 2; l++) {
@@ -402,6 +410,44 @@ static int needs_new_pcb(struct pbuf *p)
 	return 1;
 }
 
+/* acks_own_fin reports whether a frame is a TCP segment without RST whose
+ * acknowledgment covers the FIN of a pcb waiting for it (FIN_WAIT_1,
+ * CLOSING, LAST_ACK): what -busyclose drops. */
+static int acks_own_fin(struct pbuf *p)
+{
+	u8_t buf[SIZEOF_ETH_HDR + 60 + 20];
+	u16_t n = pbuf_copy_partial(p, buf, sizeof buf, 0);
+	if (n < SIZEOF_ETH_HDR + 20)
+		return 0;
+	struct eth_hdr *eth = (struct eth_hdr *)buf;
+	if (eth->type != PP_HTONS(ETHTYPE_IP))
+		return 0;
+	u8_t *ip = buf + SIZEOF_ETH_HDR;
+	if ((ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP)
+		return 0;
+	int ihl = (ip[0] & 0x0f) * 4;
+	if (n < SIZEOF_ETH_HDR + ihl + 20)
+		return 0;
+	u8_t *th = ip + ihl;
+	u8_t flags = th[13];
+	if ((flags & TCP_ACK) == 0 || (flags & TCP_RST) != 0)
+		return 0;
+	u16_t sport = (u16_t)(th[0] << 8 | th[1]), dport = (u16_t)(th[2] << 8 | th[3]);
+	u32_t src, ackno;
+	memcpy(&src, ip + 12, 4);
+	memcpy(&ackno, th + 8, 4);
+	ackno = lwip_ntohl(ackno);
+	for (struct tcp_pcb *q = tcp_active_pcbs; q != NULL; q = q->next) {
+		if (q->remote_port != sport || q->local_port != dport || ip_2_ip4(&q->remote_ip)->addr != src)
+			continue;
+		if (q->state != FIN_WAIT_1 && q->state != CLOSING && q->state != LAST_ACK)
+			return 0;
+		/* with nothing left unsent, the FIN is out and snd_nxt past it */
+		return q->unsent == NULL && ackno == q->snd_nxt;
+	}
+	return 0;
+}
+
 /* input runs in the tap reader thread for every received frame: it keeps
  * the pcb pool as the ESP8266's before handing the frame to lwIP. With a
  * pool the frame is processed right here, under the same core lock as the
@@ -410,10 +456,16 @@ static int needs_new_pcb(struct pbuf *p)
  * tcpip thread they would all be checked before any pcb exists. */
 static err_t input(struct pbuf *p, struct netif *inp)
 {
-	if (opt.pool > 0) {
+	if (opt.pool > 0 || opt.busy_close) {
 		err_t err = ERR_OK;
 		LOCK_TCPIP_CORE();
-		if (needs_new_pcb(p)) {
+		if (opt.busy_close && acks_own_fin(p)) {
+			cnt.busy_dropped++;
+			pbuf_free(p);
+			UNLOCK_TCPIP_CORE();
+			return ERR_OK;
+		}
+		if (opt.pool > 0 && needs_new_pcb(p)) {
 			while (pcb_count() >= opt.pool)
 				if (!kill_one())
 					break;
@@ -480,7 +532,8 @@ static void usage(const char *msg)
 {
 	fprintf(stderr, "closeduel-device: %s\n"
 	                "usage: closeduel-device [-addr A.B.C.D/N] [-port N] [-close close|wait|abort]\n"
-	                "                        [-size N] [-pool N] [-timewait MS] [-mac XX:XX:XX:XX:XX:XX]\n",
+	                "                        [-size N] [-pool N] [-timewait MS] [-busyclose 0|1]\n"
+	                "                        [-mac XX:XX:XX:XX:XX:XX]\n",
 	        msg);
 	exit(2);
 }
@@ -540,6 +593,8 @@ static void parse_args(int argc, char **argv)
 			opt.size = (int)parse_num(flag, val, 0, 60000);
 		} else if (strcmp(flag, "-pool") == 0) {
 			opt.pool = (int)parse_num(flag, val, 0, 100000);
+		} else if (strcmp(flag, "-busyclose") == 0) {
+			opt.busy_close = (int)parse_num(flag, val, 0, 1);
 		} else if (strcmp(flag, "-timewait") == 0) {
 			opt.timewait_ms = parse_num(flag, val, 0, 3600000);
 		} else if (strcmp(flag, "-mac") == 0) {
@@ -620,9 +675,9 @@ int main(int argc, char **argv)
 	snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", opt.mac[0], opt.mac[1], opt.mac[2],
 	         opt.mac[3], opt.mac[4], opt.mac[5]);
 	printf("{\"event\":\"ready\",\"time\":%.6f,\"addr\":\"%s\",\"port\":%u,\"mac\":\"%s\",\"tap\":\"%s\","
-	       "\"lwip\":\"%s\",\"close\":\"%s\",\"size\":%d,\"pool\":%d,\"timewait_ms\":%ld,\"tcp_msl_ms\":%ld}\n",
+	       "\"lwip\":\"%s\",\"close\":\"%s\",\"size\":%d,\"pool\":%d,\"timewait_ms\":%ld,\"busy_close\":%d,\"tcp_msl_ms\":%ld}\n",
 	       now(), ip4addr_ntoa(&opt.addr), opt.port, mac, getenv("PRECONFIGURED_TAPIF"), LWIP_VERSION_STRING,
-	       mode_names[opt.mode], opt.size, opt.pool, opt.timewait_ms, (long)TCP_MSL);
+	       mode_names[opt.mode], opt.size, opt.pool, opt.timewait_ms, opt.busy_close, (long)TCP_MSL);
 	fflush(stdout);
 	UNLOCK_TCPIP_CORE();
 
