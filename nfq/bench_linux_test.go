@@ -46,6 +46,13 @@ type testBench struct {
 // uses: rule out, engine drained, namespaces gone.
 func newBench(t *testing.T, d Decider) *testBench {
 	t.Helper()
+	return newBenchWith(t, Config{Decider: d})
+}
+
+// newBenchWith is newBench with the engine's other settings from cfg
+// (its queue, namespace and recorder are the bench's).
+func newBenchWith(t *testing.T, cfg Config) *testBench {
+	t.Helper()
 	roottest.Require(t)
 	ctx := context.Background()
 	name := fmt.Sprintf("nq%d-%d", os.Getpid()%100000, benchSeq.Add(1))
@@ -67,7 +74,8 @@ func newBench(t *testing.T, d Decider) *testBench {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.engine, err = Open(Config{Queue: 7, NetNS: topo.Bridge, Decider: d, Recorder: b.rec})
+	cfg.Queue, cfg.NetNS, cfg.Recorder = 7, topo.Bridge, b.rec
+	b.engine, err = Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +230,9 @@ func capture(t *testing.T, ns, ifname string) *wire {
 		}
 		tv := unix.Timeval{Usec: 50000}
 		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		// Room for bursts (a thousand released SYNs at once): a frame the
+		// socket drops would look like one the engine lost.
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
 		w.fd = fd
 		return nil
 	})
@@ -262,6 +273,16 @@ func capture(t *testing.T, ns, ifname string) *wire {
 		unix.Close(w.fd)
 	})
 	return w
+}
+
+// drops returns how many frames the capture socket dropped so far (its
+// receive buffer was full).
+func (w *wire) drops() uint32 {
+	st, err := unix.GetsockoptTpacketStats(w.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0
+	}
+	return st.Drops
 }
 
 // segments decodes the TCP segments captured so far.
