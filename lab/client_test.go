@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -156,5 +157,57 @@ func TestParsePortRange(t *testing.T) {
 				t.Errorf("parsePortRange(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestRunClientRandomPorts: with RandomPorts each connection comes from a
+// port of the namespace's range, chosen at random rather than by the
+// kernel's search.
+func TestRunClientRandomPorts(t *testing.T) {
+	addr := serveLoopback(t)
+	lo, hi, err := localPortRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, _ := ParseSchedule("7x10ms")
+	var out bytes.Buffer
+	if err := RunClient(context.Background(), ClientConfig{Target: addr, Schedule: sched, WaitEOF: true, Timeout: 2 * time.Second, RandomPorts: true}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var ports []int
+	dec := json.NewDecoder(&out)
+	for dec.More() {
+		var ev ClientEvent
+		if err := dec.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind != ClientResult {
+			continue
+		}
+		if !ev.OK {
+			t.Errorf("request %d: %s", ev.I, ev.Err)
+			continue
+		}
+		_, p, _ := net.SplitHostPort(ev.Local)
+		n, _ := strconv.Atoi(p)
+		if n < lo || n > hi {
+			t.Errorf("local port %d outside the range %d-%d", n, lo, hi)
+		}
+		ports = append(ports, n)
+	}
+	if len(ports) != 8 {
+		t.Fatalf("%d results, want 8", len(ports))
+	}
+	// The kernel's search hands out ports close together and rising; eight
+	// random ones from a range of thousands are not all within 64 of each
+	// other (chance below 1e-20).
+	near := true
+	for _, p := range ports {
+		if p-ports[0] > 64 || ports[0]-p > 64 {
+			near = false
+		}
+	}
+	if near {
+		t.Errorf("ports %v look sequential, not random", ports)
 	}
 }
