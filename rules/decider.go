@@ -39,7 +39,9 @@ type Decider struct {
 	tr        *tcpstate.Tracker
 	mit       *mitigate.Mitigator
 	maxConns  int
-	sides     []connSide // by tracker slot
+	sides     map[int]*connSide // by tracker slot, only connections with segments held or holds in force
+	scratch   connSide          // the state of a connection without any
+	free      []*connSide       // emptied states, for reuse
 	started   bool
 	start     time.Time
 	nextHold  uint64
@@ -117,7 +119,7 @@ func NewDecider(f *File, opts Options) *Decider {
 	}
 	d.tr = tcpstate.New(cfg)
 	d.maxConns = d.tr.Config().MaxConns
-	d.sides = make([]connSide, d.maxConns)
+	d.sides = make(map[int]*connSide)
 	d.mit = mitigate.New(mitigate.Config{On: f.Mitigations, Slots: d.maxConns})
 	d.cur.Store(d.compile(f))
 	return d
@@ -290,10 +292,8 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 	}
 	res := d.tr.Sent(seg, now)
 	c := res.Conn
-	cs := &d.sides[res.Slot]
-	if cs.id != c.ID {
-		*cs = connSide{id: c.ID}
-	}
+	cs := d.side(res.Slot, c.ID)
+	defer d.keep(res.Slot, cs)
 	d.flush(cs, now)
 	dec.Conn = c.ID
 	if from >= 0 {
@@ -590,6 +590,41 @@ func (d *Decider) flush(side *connSide, now time.Time) {
 	d.forgetHolds(side)
 }
 
+// side returns the Decider's state of connection id in tracker slot
+// slot: the stored one, or d.scratch, empty, when it has none. Most
+// connections never hold a segment, so only those that do take memory
+// (100k tracked connections would otherwise cost 76 MB here).
+func (d *Decider) side(slot int, id uint64) *connSide {
+	if cs := d.sides[slot]; cs != nil {
+		if cs.id != id {
+			*cs = connSide{id: id} // the slot went to a new connection
+		}
+		return cs
+	}
+	d.scratch = connSide{id: id}
+	return &d.scratch
+}
+
+// keep stores the state side returned when it now holds something, and
+// lets a stored one go when it emptied.
+func (d *Decider) keep(slot int, cs *connSide) {
+	busy := cs.n > 0 || cs.nh > 0
+	switch {
+	case cs == &d.scratch && busy:
+		var s *connSide
+		if n := len(d.free); n > 0 {
+			s, d.free = d.free[n-1], d.free[:n-1]
+		} else {
+			s = new(connSide)
+		}
+		*s = *cs
+		d.sides[slot] = s
+	case cs != &d.scratch && !busy:
+		delete(d.sides, slot)
+		d.free = append(d.free, cs)
+	}
+}
+
 // forgetHolds drops the holds of which no segment is held any more: the
 // engine let them go.
 func (d *Decider) forgetHolds(side *connSide) {
@@ -635,16 +670,17 @@ func (d *Decider) holdKey(side *connSide, release *match) uint64 {
 // shutdown.
 func (d *Decider) Left(token uint64, _ nfq.Leave, at time.Time) {
 	slot := int(token >> 32)
-	if slot >= len(d.sides) {
+	side := d.sides[slot]
+	if side == nil {
 		return
 	}
-	side := &d.sides[slot]
 	for i := 0; i < side.n; i++ {
 		if p := &side.pend[i]; p.token == token {
 			d.tr.Deliver(&p.seg, p.id, at)
 			copy(side.pend[i:], side.pend[i+1:side.n])
 			side.n--
 			d.forgetHolds(side)
+			d.keep(slot, side)
 			return
 		}
 	}
@@ -671,8 +707,9 @@ func (d *Decider) Injected(seg *segment.Segment, at time.Time) {
 	if c == nil {
 		return
 	}
-	if side := &d.sides[slot]; side.id == c.ID {
+	if side := d.sides[slot]; side != nil && side.id == c.ID {
 		d.flush(side, at)
+		d.keep(slot, side)
 	}
 	d.tr.Forged(seg, at)
 }
