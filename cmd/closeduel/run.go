@@ -481,7 +481,13 @@ func (c *controller) reload(ctx context.Context) (string, error) {
 	}
 	warnRules(c.log, f)
 	if c.engine != nil {
-		if err := c.engine.SetCopyRange(copyRange(f, c.opts)); err != nil {
+		n := copyRange(f, c.opts)
+		if st := c.decider.MitigationStats(); st.Moved.Load() > st.Released.Load() {
+			// Connections timewait-guard moved stay moved: their
+			// segments are still rewritten, whole.
+			n = nfq.MaxCopyRange
+		}
+		if err := c.engine.SetCopyRange(n); err != nil {
 			return "", fmt.Errorf("the old rules stay in force: %w", err)
 		}
 	}
