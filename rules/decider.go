@@ -595,11 +595,13 @@ func (d *Decider) flush(side *connSide, now time.Time) {
 // connections never hold a segment, so only those that do take memory
 // (100k tracked connections would otherwise cost 76 MB here).
 func (d *Decider) side(slot int, id uint64) *connSide {
-	if cs := d.sides[slot]; cs != nil {
-		if cs.id != id {
-			*cs = connSide{id: id} // the slot went to a new connection
+	if len(d.sides) > 0 { // nothing held anywhere, the usual case, needs no lookup
+		if cs := d.sides[slot]; cs != nil {
+			if cs.id != id {
+				*cs = connSide{id: id} // the slot went to a new connection
+			}
+			return cs
 		}
-		return cs
 	}
 	d.scratch = connSide{id: id}
 	return &d.scratch
