@@ -342,7 +342,7 @@ func (m *matrix) prepare(c *cli.Context, i int, cell *matrixCell) error {
 		name += "-" + cell.Variant
 	}
 	cfg.Experiment, cfg.RunsDir, cfg.Command, cfg.Version = name, m.dir, os.Args, version
-	cfg.Rules, cfg.Seed = "library/"+cell.Experiment+".yaml", m.seed
+	cfg.Seed = m.seed
 	// Namespace names: cd-l<pid>x<i>-..., so a matrix killed outright is
 	// swept by the next lab like any other run of a dead process.
 	cfg.Name = fmt.Sprintf("l%dx%d", os.Getpid(), i)
@@ -360,7 +360,6 @@ func (m *matrix) prepare(c *cli.Context, i int, cell *matrixCell) error {
 		cfg.Expect = nil
 	}
 	labInline(&cfg, f, m.seedSet)
-	cfg.Experiment = name
 	cfg.Report = analysisReport(context.WithoutCancel(c.Context))
 	cell.status = &statusLine{label: fmt.Sprintf("%-22s %-5s", cell.Experiment, cell.Device), state: "waiting"}
 	cfg.Progress, cfg.Live = cell.status, true
@@ -421,20 +420,6 @@ func flagMap(args []string) map[string]string {
 // planned is how long a cell's bench runs: schedule and quiet, plus set-up.
 func planned(c *matrixCell) time.Duration {
 	return c.cfg.Schedule.Duration() + max(c.cfg.Quiet, 0) + 3*time.Second
-}
-
-// estimate is the matrix's wall time with par benches at once.
-func estimate(order []*matrixCell, par int) time.Duration {
-	slots := make([]time.Duration, par)
-	for _, c := range order {
-		sort.Slice(slots, func(i, j int) bool { return slots[i] < slots[j] })
-		slots[0] += planned(c)
-	}
-	var end time.Duration
-	for _, s := range slots {
-		end = max(end, s)
-	}
-	return end
 }
 
 // statusLine keeps the last progress line of one run: the lab's progress
