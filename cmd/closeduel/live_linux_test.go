@@ -214,7 +214,8 @@ func TestRunRefusesToStartWithoutItsCapabilities(t *testing.T) {
 }
 
 // TestControlSocketIsRootOnly: the control socket and its directory are
-// for root alone.
+// for root alone, and a run listens on nothing else unless asked (no TCP
+// or UDP socket in LISTEN or bound).
 func TestControlSocketIsRootOnly(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
@@ -225,7 +226,10 @@ func TestControlSocketIsRootOnly(t *testing.T) {
 	t.Cleanup(func() { topo.Close() })
 	dir := filepath.Join(t.TempDir(), "ctl")
 	sock := filepath.Join(dir, "queue.sock")
-	startRun(t, bin, topo.Bridge, sock)
+	run, _, _ := startRun(t, bin, topo.Bridge, sock)
+	if ls := listeners(t, run.Process.Pid); len(ls) != 0 {
+		t.Errorf("run listens on %q without being asked", ls)
+	}
 	for path, want := range map[string]os.FileMode{sock: 0o600, dir: 0o700} {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -235,4 +239,38 @@ func TestControlSocketIsRootOnly(t *testing.T) {
 			t.Errorf("%s: mode %v uid %d, want %v owned by root", path, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Uid, want)
 		}
 	}
+}
+
+// listeners returns the TCP sockets in LISTEN and the bound UDP sockets
+// that process pid holds, as "tcp 0100007F:1F90" lines.
+func listeners(t *testing.T, pid int) []string {
+	t.Helper()
+	inodes := map[string]bool{}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	var out []string
+	for _, proto := range []string{"tcp", "tcp6", "udp", "udp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, proto))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || !inodes[f[9]] {
+				continue
+			}
+			if strings.HasPrefix(proto, "udp") || f[3] == "0A" {
+				out = append(out, proto+" "+f[1])
+			}
+		}
+	}
+	return out
 }
