@@ -47,6 +47,31 @@ func TestRuleFilesThatAreNotRegularAreRefused(t *testing.T) {
 	}
 }
 
+// TestRunAndLabRefuseARuleFileThatIsADevice: run --rules and lab --rules
+// refuse before they build or bind anything.
+func TestRunAndLabRefuseARuleFileThatIsADevice(t *testing.T) {
+	zero := filepath.Join(t.TempDir(), "zero.yaml")
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"run", "--rules", zero, "--hook", "none", "--control", "off"}, {"lab", "--rules", zero}} {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := runCmd(t, "", args...)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			want := "rules: " + zero + ": not a regular file (a character device); a rule file must be one"
+			if err == nil || !strings.Contains(err.Error(), want) && !strings.Contains(err.Error(), "missing CAP_") {
+				t.Errorf("%q: %v; want %q", args, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q did not return within 10 s", args)
+		}
+	}
+}
+
 func TestAnalyzeRefusesARunYamlThatIsADevice(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.Symlink("/dev/zero", filepath.Join(dir, "run.yaml")); err != nil {
