@@ -262,7 +262,7 @@ func classifyCapture(path string) string {
 			continue
 		}
 		switch lt {
-		case layers.LinkTypeNull, layers.LinkTypePPP, 104, 108, 239:
+		case layers.LinkTypeNull, layers.LinkTypePPP, 104, 108, 239, 242:
 			newLink = true
 		}
 		if !prev.IsZero() && ci.Timestamp.Before(prev) {
@@ -285,13 +285,13 @@ func classifyCapture(path string) string {
 	}
 	switch {
 	case undecoded:
-		return "link type not decoded (802.11, USB, ...)"
+		return "link type not decoded (ARCNET, Juniper, 802.11, USB, ...)"
 	case backwards:
 		return "time goes backwards (tcpmodel)"
 	case longGap:
 		return "gap > 30 s on a tuple (forgetting timers, tcpmodel)"
 	case newLink:
-		return "link type Null, Loop, PPP, C-HDLC, NFLOG"
+		return "link type Null, Loop, PPP, C-HDLC, NFLOG, IPoIB"
 	case via&(segment.ViaVLAN|segment.ViaQinQ|segment.ViaMPLS|segment.ViaLLC|segment.ViaPPPoE) != 0:
 		return "VLAN, MPLS, LLC/SNAP or PPPoE framing"
 	case via.Tunnelled():
@@ -304,6 +304,8 @@ func classifyCapture(path string) string {
 		return "IP length 0 (TSO, BIG TCP)"
 	case via&segment.ViaCapped != 0:
 		return "frame shorter than its IP length"
+	case via&segment.ViaCutHeader != 0:
+		return "TCP options cut by the snap length"
 	case cut:
 		return "records cut by the snap length"
 	case readErr:
