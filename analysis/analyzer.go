@@ -33,8 +33,9 @@ type Config struct {
 	// TimeWait is how long an endpoint of each stack holds TIME-WAIT
 	// (zero: 2·MSL, Linux 60 s).
 	TimeWait [tcpstate.NumStacks]time.Duration
-	// Stack says which stack the endpoint at an address runs (nil:
-	// RFC 9293 everywhere, TIME-WAIT 2·MSL).
+	// Stack says which stack the endpoint at an address runs (nil: the
+	// run metadata's roles, Run.Stacks, else RFC 9293 everywhere,
+	// TIME-WAIT 2·MSL).
 	Stack func(netip.AddrPort) tcpstate.Stack
 	// MaxTuples bounds the 4-tuples the analysis keeps state for (default
 	// 1<<20); when more are live, the least recently active is forgotten
@@ -95,6 +96,8 @@ type Analyzer struct {
 	durations quantiles
 	report    Report
 	infer     workloadGuess
+	// stacks are the run's roles' stacks the tracker was given.
+	stacks map[string]string
 	// notedPackets is set once a packet came with closeduel's note.
 	notedPackets bool
 	notable      int // rows kept past MaxConnections
@@ -107,7 +110,11 @@ type Analyzer struct {
 // NewAnalyzer returns an Analyzer with cfg's parameters.
 func NewAnalyzer(cfg Config) *Analyzer {
 	cfg.fill()
-	a := &Analyzer{cfg: cfg, backoff: int64(cfg.MaxBackoff)}
+	var stacks map[string]string
+	if cfg.Stack == nil && cfg.Run != nil {
+		cfg.Stack, stacks = cfg.Run.stackOf(), cfg.Run.Stacks
+	}
+	a := &Analyzer{cfg: cfg, backoff: int64(cfg.MaxBackoff), stacks: stacks}
 	a.tr = tcpstate.New(tcpstate.Config{
 		MaxConns: cfg.MaxTuples, Idle: cfg.IdleTimeout, MSL: cfg.MSL, TimeWait: cfg.TimeWait,
 		Stack: cfg.Stack, Grow: true, OnForget: a.forget,
@@ -451,8 +458,16 @@ func (a *Analyzer) LiveCounts() LiveCounts {
 // the segments come. The duels already listed are judged again against
 // it, so the report is the one Config.Run would have given, except for
 // duels that ended before the call and were left out of Report.Duels
-// (beyond MaxDuels): those keep the judgement they had.
+// (beyond MaxDuels): those keep the judgement they had. The run's Stacks
+// are not applied: the tracker takes the stacks at NewAnalyzer, and a run
+// without Stacks keeps those in the report.
 func (a *Analyzer) SetRun(run *RunInfo) {
+	if run != nil && run.Stacks == nil && a.stacks != nil {
+		// The report names the stacks the tracker has used.
+		r := *run
+		r.Stacks = a.stacks
+		run = &r
+	}
 	a.cfg.Run = run
 	a.report.Run = run
 	t := &a.report.Totals

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/closeduel/closeduel/tcpstate"
 	"gopkg.in/yaml.v3"
 )
 
@@ -26,14 +28,71 @@ type RunInfo struct {
 	// (zero when run.yaml does not say).
 	WorkloadStart time.Time `json:"workload_start,omitzero"`
 	WorkloadEnd   time.Time `json:"workload_end,omitzero"`
+	// Stacks names the stack of each role's address (the lab's client is
+	// Linux, its device lwIP or Linux), read from topology.client_addr,
+	// topology.device_addr and device.kind: the tracker takes each role's
+	// TIME_WAIT length and RST handling from it, unless Config.Stack says.
+	Stacks map[string]string `json:"stacks,omitempty"`
+}
+
+// stackOf returns a Config.Stack from the run's Stacks, nil when it has
+// none.
+func (ri *RunInfo) stackOf() func(netip.AddrPort) tcpstate.Stack {
+	if ri == nil || len(ri.Stacks) == 0 {
+		return nil
+	}
+	m := make(map[netip.Addr]tcpstate.Stack, len(ri.Stacks))
+	for a, name := range ri.Stacks {
+		addr, err := netip.ParseAddr(a)
+		st, ok := tcpstate.ParseStack(name)
+		if err == nil && ok {
+			m[addr] = st
+		}
+	}
+	return func(ap netip.AddrPort) tcpstate.Stack { return m[ap.Addr().Unmap()] }
+}
+
+// runStacks reads the roles' stacks from a lab run.yaml.
+func runStacks(raw map[string]any) map[string]string {
+	topo, _ := raw["topology"].(map[string]any)
+	dev, _ := raw["device"].(map[string]any)
+	if topo == nil {
+		return nil
+	}
+	out := map[string]string{}
+	add := func(key, stack string) {
+		s, _ := topo[key].(string)
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if _, ok := tcpstate.ParseStack(stack); ok {
+			out[p.Addr().String()] = stack
+		}
+	}
+	add("client_addr", "linux")
+	if dev != nil {
+		if kind, ok := dev["kind"].(string); ok {
+			add("device_addr", kind)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // RunFile is the metadata file a lab run leaves in its directory.
 const RunFile = "run.yaml"
 
 // ReadRun reads dir/run.yaml. It reads the keys workload_start and
-// workload_end (RFC 3339 text or integer ns since the Unix epoch) and
-// experiment, and ignores every other key.
+// workload_end (RFC 3339 text or integer ns since the Unix epoch),
+// experiment, and the roles' stacks (topology.client_addr,
+// topology.device_addr, device.kind), and ignores every other key.
 func ReadRun(dir string) (*RunInfo, error) {
 	path := filepath.Join(dir, RunFile)
 	b, err := readSmallFile(path, maxRunFile)
@@ -44,7 +103,7 @@ func ReadRun(dir string) (*RunInfo, error) {
 	if err := yaml.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("analysis: %s: %w", path, err)
 	}
-	ri := &RunInfo{Dir: dir}
+	ri := &RunInfo{Dir: dir, Stacks: runStacks(raw)}
 	if e, ok := raw["experiment"].(string); ok {
 		ri.Experiment = e
 	}

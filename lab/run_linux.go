@@ -220,7 +220,7 @@ type bench struct {
 
 func (b *bench) run(ctx context.Context) (err error) {
 	cfg, topo := b.cfg, b.topo
-	b.sum, err = NewSummary(cfg.ClientAddr.Addr(), cfg.DeviceAddr.Addr())
+	b.sum, err = NewSummary(cfg.ClientAddr.Addr(), cfg.DeviceAddr.Addr(), cfg.Device)
 	if err != nil {
 		return err
 	}

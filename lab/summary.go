@@ -49,13 +49,17 @@ type synKey struct {
 const maxSYNs = 100000
 
 // NewSummary returns a Summary for a bench whose client and device have
-// these addresses; segments between other hosts are left out.
-func NewSummary(client, device netip.Addr) (*Summary, error) {
+// these addresses, the device running kind's stack; segments between other
+// hosts are left out.
+func NewSummary(client, device netip.Addr, kind DeviceKind) (*Summary, error) {
 	dec, err := segment.NewDecoder(layers.LinkTypeEthernet)
 	if err != nil {
 		return nil, fmt.Errorf("lab: summary: %w", err)
 	}
-	return &Summary{client: client, device: device, dec: dec, an: analysis.NewAnalyzer(analysis.Config{})}, nil
+	// The roles' stacks, as the run directory's analysis reads them from
+	// run.yaml: one TCP model for both.
+	run := &analysis.RunInfo{Stacks: map[string]string{client.String(): "linux", device.String(): kind.String()}}
+	return &Summary{client: client, device: device, dec: dec, an: analysis.NewAnalyzer(analysis.Config{Run: run})}, nil
 }
 
 // SetStop records when the client stopped; segments after it are counted

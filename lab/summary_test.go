@@ -199,7 +199,7 @@ func TestSummary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := NewSummary(testClient.Addr(), testDevice.Addr())
+			s, err := NewSummary(testClient.Addr(), testDevice.Addr(), DeviceLwIP)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +240,7 @@ func TestSummary(t *testing.T) {
 // TestSummaryFollowsTheBenchOnly: segments between other hosts are left
 // out, frames that are no TCP are skipped.
 func TestSummaryFollowsTheBenchOnly(t *testing.T) {
-	s, err := NewSummary(testClient.Addr(), testDevice.Addr())
+	s, err := NewSummary(testClient.Addr(), testDevice.Addr(), DeviceLwIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestSummaryReadsWhatTheAnalysisReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSummary(testClient.Addr(), testDevice.Addr())
+	s, err := NewSummary(testClient.Addr(), testDevice.Addr(), DeviceLwIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +388,7 @@ func TestWriteReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSummary(testClient.Addr(), testDevice.Addr())
+	s, err := NewSummary(testClient.Addr(), testDevice.Addr(), DeviceLwIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +453,7 @@ func TestWriteReport(t *testing.T) {
 // TestSummaryRecordAllocatesNothing: on the engine's goroutine, a segment
 // of a live connection costs no allocation.
 func TestSummaryRecordAllocatesNothing(t *testing.T) {
-	s, err := NewSummary(testClient.Addr(), testDevice.Addr())
+	s, err := NewSummary(testClient.Addr(), testDevice.Addr(), DeviceLwIP)
 	if err != nil {
 		t.Fatal(err)
 	}
