@@ -199,3 +199,14 @@ func BenchmarkDecideAtTheRuleLimit(b *testing.B) {
 		d.Decide(p, &dec)
 	}
 }
+
+func TestReadLimitedRefusesMoreThanTheLimit(t *testing.T) {
+	_, err := ReadLimited(context.Background(), "stdin", strings.NewReader(strings.Repeat("#", MaxFileBytes+1)))
+	if want := fmt.Sprintf("rules: stdin: more than %d bytes (the limit for a rule file)", MaxFileBytes); err == nil || err.Error() != want {
+		t.Errorf("ReadLimited: %v, want %s", err, want)
+	}
+	b, err := ReadLimited(context.Background(), "stdin", strings.NewReader(smallFile))
+	if err != nil || string(b) != smallFile {
+		t.Errorf("ReadLimited of a small file: %q, %v", b, err)
+	}
+}

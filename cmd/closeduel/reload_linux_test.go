@@ -25,6 +25,10 @@ import (
 // FIFO or a device at once and the old rules stay; with it, a reload that
 // waits for the FIFO's writer leaves traffic and the control socket
 // working, and SIGTERM still stops the run promptly with its chain removed.
+// beforeRules hold a SYN to port 81 for 30 s: a packet the run holds when
+// it is stopped.
+const beforeRules = "experiment: before\nabout: The rules before.\nrules:\n  - { name: hold-syn-81, when: { ports: [81], has: [SYN] }, do: { delay: 30s } }\n"
+
 func TestReloadNeverBlocksTheRun(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
@@ -71,7 +75,7 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 
 	dir := t.TempDir()
 	rulesPath, sock := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "ctl.sock")
-	if err := os.WriteFile(rulesPath, []byte("experiment: before\nabout: The rules before.\nrules: []\n"), 0o644); err != nil {
+	if err := os.WriteFile(rulesPath, []byte(beforeRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, pipe := range []bool{false, true} {
@@ -81,7 +85,7 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 				extra = append(extra, "--allow-pipe")
 			}
 			os.Remove(rulesPath)
-			os.WriteFile(rulesPath, []byte("experiment: before\nabout: The rules before.\nrules: []\n"), 0o644)
+			os.WriteFile(rulesPath, []byte(beforeRules), 0o644)
 			run, out, exited := startRun(t, bin, topo.Bridge, sock, extra...)
 			if !pipe {
 				zero := filepath.Join(dir, "zero")
@@ -120,6 +124,20 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 			if err != nil || !strings.Contains(st, "experiment before") {
 				t.Fatalf("status while the reload waits: %q, %v", st, err)
 			}
+			// A SYN held when the run stops: delivered at the stop (the
+			// device, with nothing on port 81, refuses it at once).
+			refused := make(chan error, 1)
+			go func() {
+				err := netns.Do(topo.Client, func() error {
+					c, err := net.DialTimeout("tcp4", "192.168.100.99:81", 10*time.Second)
+					if err == nil {
+						c.Close()
+					}
+					return err
+				})
+				refused <- err
+			}()
+			time.Sleep(300 * time.Millisecond)
 			start := time.Now()
 			run.Process.Signal(syscall.SIGTERM)
 			select {
@@ -128,6 +146,18 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 				t.Fatalf("run still going 5 s after SIGTERM:\n%s", out.String())
 			}
 			t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+			select {
+			case err := <-refused:
+				if err == nil || !strings.Contains(err.Error(), "connection refused") {
+					t.Errorf("the held SYN: %v; want connection refused", err)
+				}
+				t.Logf("held SYN answered %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+			case <-time.After(5 * time.Second):
+				t.Error("the SYN held at the stop was not delivered")
+			}
+			if !strings.Contains(out.String(), "still held 0") || strings.Contains(out.String(), "held           0,") {
+				t.Errorf("summary does not say one packet held and none still held:\n%s", out.String())
+			}
 			if !strings.Contains(out.String(), "summary after") {
 				t.Errorf("no summary:\n%s", out.String())
 			}
