@@ -147,21 +147,21 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			}
 		}
 		for _, rate := range cfg.DelayRates {
-			cells = append(cells, cell{m: delayCell, w: Workload(strconv.Itoa(rate))})
+			cells = append(cells, cell{m: delayCell, w: Workload(strconv.Itoa(rate))}, cell{m: delayCellRT, w: Workload(strconv.Itoa(rate))})
 		}
 		rng.Shuffle(len(cells), func(i, j int) { cells[i], cells[j] = cells[j], cells[i] })
 		for _, c := range cells {
-			if c.m == delayCell {
+			if c.m == delayCell || c.m == delayCellRT {
 				rate, _ := strconv.Atoi(string(c.w))
-				dr, err := measureDelay(ctx, cfg, topo, tmp, rate, addr)
+				dr, err := measureDelay(ctx, cfg, topo, tmp, c.m, rate, addr)
 				if err != nil {
 					return rep, fmt.Errorf("bench: round %d, delay precision at %d pkt/s: %w", round, rate, err)
 				}
-				dr.Round = round
+				dr.Round, dr.RT = round, c.m == delayCellRT
 				rep.Delays = append(rep.Delays, dr)
 				if cfg.Progress != nil {
-					fmt.Fprintf(cfg.Progress, "round %d  delay %v at %6d pkt/s: %d delayed (%.0f/s), error p50 %.0f µs p99 %.0f µs\n",
-						round, DelayAsked, rate, dr.N, dr.Achieved, dr.P50, dr.P99)
+					fmt.Fprintf(cfg.Progress, "round %d  %-12s %v at %6d pkt/s: %d delayed (%.0f/s), error p50 %.0f µs p99 %.0f µs\n",
+						round, c.m, DelayAsked, rate, dr.N, dr.Achieved, dr.P50, dr.P99)
 				}
 				continue
 			}
@@ -184,8 +184,13 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	return rep, nil
 }
 
-// delayCell marks a delay-precision cell in a round's shuffled order.
-const delayCell Mode = "delay"
+// delayCell and delayCellRT mark delay-precision cells in a round's
+// shuffled order: closeduel with the normal scheduler, and with its packet
+// thread under SCHED_FIFO (--rt-priority).
+const (
+	delayCell   Mode = "delay"
+	delayCellRT Mode = "delay+rt"
+)
 
 // The rule files of the modes that need one, written into the run's
 // temporary directory.
@@ -261,9 +266,9 @@ func measure(ctx context.Context, cfg Config, topo *topology.Topology, anchor, t
 // measureDelay puts closeduel inline with the delay rule and its verdict
 // log, paces one-byte segments through it at rate and reads the delays
 // the log records.
-func measureDelay(ctx context.Context, cfg Config, topo *topology.Topology, tmp string, rate int, addr string) (DelayResult, error) {
+func measureDelay(ctx context.Context, cfg Config, topo *topology.Topology, tmp string, m Mode, rate int, addr string) (DelayResult, error) {
 	var sent int
-	err := inline(ctx, cfg, topo, "", tmp, delayCell, func() error {
+	err := inline(ctx, cfg, topo, "", tmp, m, func() error {
 		out, err := netns.Output(ctx, topo.Client, cfg.Exe, "bench", "pace", "--rate", strconv.Itoa(rate), "--addr", addr, "--duration", cfg.Duration.String())
 		if err != nil {
 			return err
@@ -344,9 +349,13 @@ func inline(ctx context.Context, cfg Config, topo *topology.Topology, anchor, tm
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--rules", filepath.Join(tmp, twentyRulesFile),
 				"--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
-		case delayCell:
-			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
-				"--control", "off", "--rules", filepath.Join(tmp, delayRulesFile), "--force", "--log", filepath.Join(tmp, "delay.jsonl"))
+		case delayCell, delayCellRT:
+			args := []string{"--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
+				"--control", "off", "--rules", filepath.Join(tmp, delayRulesFile), "--force", "--log", filepath.Join(tmp, "delay.jsonl")}
+			if m == delayCellRT {
+				args = append(args, "--rt-priority", "10")
+			}
+			inline = netns.Command(ctx, topo.Bridge, append([]string{cfg.Exe}, args...)...)
 		case CloseduelMetrics:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--metrics", "127.0.0.1:0")
@@ -495,15 +504,21 @@ func (r *Report) Write(out io.Writer) {
 
 	if len(r.Delays) > 0 {
 		fmt.Fprintf(out, "\ndelay precision: closeduel delaying each paced one-byte segment by %v (measured - asked, µs; the engine's receipt-to-verdict time from its log; medians over the rounds)\n", DelayAsked)
-		fmt.Fprintf(out, "%-10s %12s %9s %9s %9s\n", "pkt/s", "delayed/s", "p50", "p99", "max")
+		fmt.Fprintf(out, "%-10s %-28s %12s %9s %9s %9s\n", "pkt/s", "packet thread", "delayed/s", "p50", "p99", "max")
 		for _, rate := range r.Config.DelayRates {
-			var ach, p50, p99, mx []float64
-			for _, d := range r.Delays {
-				if d.Rate == rate {
-					ach, p50, p99, mx = append(ach, d.Achieved), append(p50, d.P50), append(p99, d.P99), append(mx, d.Max)
+			for _, rt := range []bool{false, true} {
+				var ach, p50, p99, mx []float64
+				for _, d := range r.Delays {
+					if d.Rate == rate && d.RT == rt {
+						ach, p50, p99, mx = append(ach, d.Achieved), append(p50, d.P50), append(p99, d.P99), append(mx, d.Max)
+					}
 				}
+				sched := "normal scheduler"
+				if rt {
+					sched = "SCHED_FIFO (--rt-priority)"
+				}
+				fmt.Fprintf(out, "%-10d %-28s %12.0f %9.1f %9.1f %9.1f\n", rate, sched, median(ach), median(p50), median(p99), median(mx))
 			}
-			fmt.Fprintf(out, "%-10d %12.0f %9.1f %9.1f %9.1f\n", rate, median(ach), median(p50), median(p99), median(mx))
 		}
 	}
 }

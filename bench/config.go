@@ -76,6 +76,8 @@ type Result struct {
 // every data segment of a paced stream by DelayAsked.
 type DelayResult struct {
 	Round int
+	// RT says the packet thread ran under SCHED_FIFO (--rt-priority).
+	RT bool
 	// Rate is the packet rate asked of the sender, Achieved the rate of
 	// delayed segments the engine saw (TCP coalesces when its window is
 	// full).

@@ -36,6 +36,13 @@ type Config struct {
 	// the rewrite or the copies and counted in Stats.CutNeedsWhole.
 	// HeaderRange covers the headers of every packet the rules can match.
 	CopyRange uint32
+	// RealtimePriority, when above zero, runs the packet thread under
+	// SCHED_FIFO at this priority (1..99) while Run runs: held packets
+	// then leave on time even on a loaded machine, whose other threads
+	// would otherwise delay the thread's timer by milliseconds. The
+	// thread blocks in the kernel between packets, and the kernel's
+	// real-time throttling bounds it; 0 leaves the normal scheduler.
+	RealtimePriority int
 	// DrainQuiet is how long the queue must stay empty at shutdown before
 	// the engine unbinds; default 30 ms (at most 1 s of draining).
 	DrainQuiet time.Duration

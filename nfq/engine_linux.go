@@ -314,6 +314,13 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 func (e *Engine) Run(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if p := e.cfg.RealtimePriority; p > 0 {
+		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(min(p, 99))}, 0); err != nil {
+			return fmt.Errorf("nfq: real-time priority %d: %w", p, err)
+		}
+		// The thread goes back to the runtime's pool: as an ordinary one.
+		defer unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_NORMAL}, 0)
+	}
 	var runErr error
 	for ctx.Err() == nil {
 		wait := time.Duration(-1) // block (up to idlePoll)

@@ -58,6 +58,7 @@ Operational messages go to standard error through the log (--log-format,
 			&cli.BoolFlag{Name: "force", EnvVars: []string{"CLOSEDUEL_FORCE"}, Usage: "overwrite existing log and capture files"},
 			&cli.DurationFlag{Name: "duration", EnvVars: []string{"CLOSEDUEL_DURATION"}, Usage: "stop after this long (default: until SIGINT/SIGTERM)"},
 			&cli.StringFlag{Name: "metrics", EnvVars: []string{"CLOSEDUEL_METRICS"}, Usage: "serve Prometheus metrics at http://ADDR/metrics, ADDR as host:port (default: no listener)"},
+			&cli.IntFlag{Name: "rt-priority", EnvVars: []string{"CLOSEDUEL_RT_PRIORITY"}, Usage: "run the packet thread under SCHED_FIFO at this priority (1-99), so delays and holds end on time on a loaded host (default 0: the normal scheduler)"},
 		},
 		Action: func(c *cli.Context) error {
 			opts := runOptions{
@@ -74,6 +75,10 @@ Operational messages go to standard error through the log (--log-format,
 				Force:    c.Bool("force"),
 				Duration: c.Duration("duration"),
 				Metrics:  c.String("metrics"),
+				RTPrio:   c.Int("rt-priority"),
+			}
+			if p := opts.RTPrio; p < 0 || p > 99 {
+				return fmt.Errorf("run: --rt-priority %d: want 1..99, or 0 for the normal scheduler", p)
 			}
 			for _, h := range c.StringSlice("host") {
 				p, err := parseHost(h)
@@ -104,6 +109,7 @@ type runOptions struct {
 	SnapLen           int
 	Force             bool
 	Duration          time.Duration
+	RTPrio            int // SCHED_FIFO priority of the packet thread; 0: none
 	// Metrics is the address of the /metrics listener; "" for none.
 	Metrics string
 }
@@ -169,7 +175,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	}
 
 	engine, err := nfq.Open(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder,
-		CopyRange: copyRange(ruleFile, o)})
+		CopyRange: copyRange(ruleFile, o), RealtimePriority: o.RTPrio})
 	if err != nil {
 		if vlog != nil {
 			vlog.Close()
