@@ -108,7 +108,11 @@ func (s *captureSource) stats() *InputInfo {
 		}
 	}
 	for lt, n := range s.linkSkips {
-		in.skippedBy(fmt.Sprintf("link type %s (%d) not decoded", lt, uint16(lt)), n)
+		name := fmt.Sprintf("link type %s (%d) not decoded", lt, uint16(lt))
+		if strings.HasPrefix(lt.String(), "Unknown") {
+			name = fmt.Sprintf("link type %d not decoded", uint16(lt))
+		}
+		in.skippedBy(name, n)
 	}
 	in.Via = nil
 	for i, n := range s.via {

@@ -44,6 +44,8 @@ const (
 	linkTypeLoop   = layers.LinkType(108) // OpenBSD loopback
 	linkTypeNFLOG  = layers.LinkType(239) // Linux NFLOG
 	linkTypeIPoIB  = layers.LinkType(242) // IP over InfiniBand
+	linkTypeIPNet  = layers.LinkType(226) // Solaris ipnet
+	linkTypePKTAP  = layers.LinkType(258) // Apple PKTAP
 )
 
 // link is the framing a Decoder expects at the start of a packet.
@@ -60,6 +62,8 @@ const (
 	linkCHDLC
 	linkPPP
 	linkIPoIB
+	linkIPNet
+	linkPKTAP
 )
 
 // Decoder decodes packets into Segments in place. It allocates nothing.
@@ -77,36 +81,48 @@ type Decoder struct {
 // type: layers.LinkTypeRaw (an IPv4 or IPv6 header, as NFQUEUE delivers;
 // also DLT 12, LinkTypeIPv4, LinkTypeIPv6), LinkTypeEthernet,
 // LinkTypeLinuxSLL, LinkTypeLinuxSLL2, LinkTypeNull (BSD loopback), 108
-// (OpenBSD loopback), LinkTypePPP, 104 (Cisco HDLC), 239 (NFLOG) or 242
-// (IP over InfiniBand).
+// (OpenBSD loopback), LinkTypePPP, 104 (Cisco HDLC), 239 (NFLOG), 242
+// (IP over InfiniBand), 226 (Solaris ipnet) or 258 (Apple PKTAP, with any
+// of these inside).
 // Other link types give an error wrapping errors.ErrUnsupported.
 func NewDecoder(lt layers.LinkType) (*Decoder, error) {
-	d := &Decoder{}
-	switch lt {
-	case layers.LinkTypeRaw, linkTypeRawAlt, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
-		d.link = linkRaw
-	case layers.LinkTypeEthernet:
-		d.link = linkEthernet
-	case layers.LinkTypeLinuxSLL:
-		d.link = linkSLL
-	case layers.LinkTypeLinuxSLL2:
-		d.link = linkSLL2
-	case layers.LinkTypeNull:
-		d.link = linkNull
-	case linkTypeLoop:
-		d.link = linkLoop
-	case linkTypeNFLOG:
-		d.link = linkNFLOG
-	case linkTypeCHDLC:
-		d.link = linkCHDLC
-	case layers.LinkTypePPP:
-		d.link = linkPPP
-	case linkTypeIPoIB:
-		d.link = linkIPoIB
-	default:
+	k, ok := linkOf(lt)
+	if !ok {
 		return nil, fmt.Errorf("segment: link type %v (%d): %w", lt, uint16(lt), errors.ErrUnsupported)
 	}
+	d := &Decoder{link: k}
 	return d, nil
+}
+
+// linkOf returns the framing of a link type the decoder takes.
+func linkOf(lt layers.LinkType) (link, bool) {
+	switch lt {
+	case layers.LinkTypeRaw, linkTypeRawAlt, layers.LinkTypeIPv4, layers.LinkTypeIPv6:
+		return linkRaw, true
+	case layers.LinkTypeEthernet:
+		return linkEthernet, true
+	case layers.LinkTypeLinuxSLL:
+		return linkSLL, true
+	case layers.LinkTypeLinuxSLL2:
+		return linkSLL2, true
+	case layers.LinkTypeNull:
+		return linkNull, true
+	case linkTypeLoop:
+		return linkLoop, true
+	case linkTypeNFLOG:
+		return linkNFLOG, true
+	case linkTypeCHDLC:
+		return linkCHDLC, true
+	case layers.LinkTypePPP:
+		return linkPPP, true
+	case linkTypeIPoIB:
+		return linkIPoIB, true
+	case linkTypeIPNet:
+		return linkIPNet, true
+	case linkTypePKTAP:
+		return linkPKTAP, true
+	}
+	return 0, false
 }
 
 // Decode decodes one packet into seg. It returns ErrNotTCP (unwrapped) for
@@ -148,54 +164,87 @@ func (d *Decoder) decode(pkt []byte, limit int, seg *Segment) error {
 		return errEmpty
 	}
 	d.via, d.vlans, d.tags, d.depth, d.limit = 0, [2]uint16{}, 0, 0, limit
+	return d.linkLayer(pkt, 0, d.link, limit, seg)
+}
+
+// linkLayer decodes a link header of the given kind at off.
+func (d *Decoder) linkLayer(pkt []byte, off int, kind link, limit int, seg *Segment) error {
 	be := binary.BigEndian
-	switch d.link {
+	b := pkt[off:]
+	switch kind {
 	case linkRaw:
-		return d.ip(pkt, 0, 0, limit, seg)
+		return d.ip(pkt, off, 0, limit, seg)
 	case linkEthernet:
-		return d.ethernet(pkt, 0, limit, seg)
+		return d.ethernet(pkt, off, limit, seg)
 	case linkSLL:
-		if len(pkt) < 16 {
+		if len(b) < 16 {
 			return ErrTruncated
 		}
-		if be.Uint16(pkt[4:]) > 8 {
-			return fmt.Errorf("%w: SLL address length %d", errLinkHeader, be.Uint16(pkt[4:]))
+		if be.Uint16(b[4:]) > 8 {
+			return fmt.Errorf("%w: SLL address length %d", errLinkHeader, be.Uint16(b[4:]))
 		}
-		return d.etherType(pkt, 16, be.Uint16(pkt[14:]), limit, seg)
+		return d.etherType(pkt, off+16, be.Uint16(b[14:]), limit, seg)
 	case linkSLL2:
-		if len(pkt) < 20 {
+		if len(b) < 20 {
 			return ErrTruncated
 		}
-		return d.etherType(pkt, 20, be.Uint16(pkt[0:]), limit, seg)
+		return d.etherType(pkt, off+20, be.Uint16(b[0:]), limit, seg)
 	case linkNull, linkLoop:
-		if len(pkt) < 4 {
+		if len(b) < 4 {
 			return ErrTruncated
 		}
-		family := be.Uint32(pkt)
-		if d.link == linkNull && family > 0xffff {
-			family = binary.LittleEndian.Uint32(pkt) // written in the other byte order
+		family := be.Uint32(b)
+		if kind == linkNull && family > 0xffff {
+			family = binary.LittleEndian.Uint32(b) // written in the other byte order
 		}
 		switch family {
 		case 2: // AF_INET everywhere
-			return d.ip(pkt, 4, 4, limit, seg)
+			return d.ip(pkt, off+4, 4, limit, seg)
 		case 10, 24, 28, 30: // AF_INET6: Linux, NetBSD/OpenBSD, FreeBSD, Darwin
-			return d.ip(pkt, 4, 6, limit, seg)
+			return d.ip(pkt, off+4, 6, limit, seg)
 		}
 		return ErrNotTCP
 	case linkNFLOG:
-		return d.nflog(pkt, limit, seg)
+		return d.nflog(pkt, off, limit, seg)
 	case linkCHDLC:
-		if len(pkt) < 4 {
+		if len(b) < 4 {
 			return ErrTruncated
 		}
-		return d.etherType(pkt, 4, be.Uint16(pkt[2:]), limit, seg)
+		return d.etherType(pkt, off+4, be.Uint16(b[2:]), limit, seg)
 	case linkPPP:
-		return d.ppp(pkt, 0, limit, seg)
+		return d.ppp(pkt, off, limit, seg)
 	case linkIPoIB: // destination and source hardware addresses, then RFC 4391's header
-		if len(pkt) < 44 {
+		if len(b) < 44 {
 			return ErrTruncated
 		}
-		return d.etherType(pkt, 44, be.Uint16(pkt[40:]), limit, seg)
+		return d.etherType(pkt, off+44, be.Uint16(b[40:]), limit, seg)
+	case linkIPNet: // Solaris ipnet: version, family, ..., 24 octets
+		if len(b) < 24 {
+			return ErrTruncated
+		}
+		switch b[1] {
+		case 2:
+			return d.ip(pkt, off+24, 4, limit, seg)
+		case 26:
+			return d.ip(pkt, off+24, 6, limit, seg)
+		}
+		return ErrNotTCP
+	case linkPKTAP: // Apple's PKTAP: its own length and the inner link type, little-endian
+		if len(b) < 12 {
+			return ErrTruncated
+		}
+		hlen, inner := int(binary.LittleEndian.Uint32(b)), binary.LittleEndian.Uint32(b[8:])
+		if hlen < 12 || inner > 0xffff {
+			return fmt.Errorf("%w: PKTAP header length %d, link type %d", errLinkHeader, hlen, inner)
+		}
+		if len(b) < hlen {
+			return ErrTruncated
+		}
+		k, ok := linkOf(layers.LinkType(inner))
+		if !ok || k == linkPKTAP {
+			return ErrNotTCP
+		}
+		return d.linkLayer(pkt, off+hlen, k, limit, seg)
 	}
 	return ErrNotTCP
 }
@@ -354,12 +403,12 @@ func (d *Decoder) ppp(pkt []byte, off, limit int, seg *Segment) error {
 }
 
 // nflog decodes a Linux NFLOG header and its TLVs to the payload TLV.
-func (d *Decoder) nflog(pkt []byte, limit int, seg *Segment) error {
-	if len(pkt) < 4 {
+func (d *Decoder) nflog(pkt []byte, off, limit int, seg *Segment) error {
+	if len(pkt) < off+4 {
 		return ErrTruncated
 	}
 	var version byte
-	switch pkt[0] {
+	switch pkt[off] {
 	case 2:
 		version = 4
 	case 10:
@@ -367,7 +416,7 @@ func (d *Decoder) nflog(pkt []byte, limit int, seg *Segment) error {
 	default:
 		return ErrNotTCP
 	}
-	off := 4
+	off += 4
 	for len(pkt) >= off+4 {
 		// TLV length and type are in the host byte order of the capturing
 		// machine: little-endian in practice.

@@ -100,6 +100,14 @@ func TestDecodeEncapsulated(t *testing.T) {
 		{"NFLOG", linkTypeNFLOG, nflog(2, tcp4), p4, 0, [2]uint16{}, 0},
 		{"PPP with MPLS", layers.LinkTypePPP, cat([]byte{0xff, 3, 0x02, 0x81}, mplsIP), p4, ViaMPLS, [2]uint16{}, 0},
 		{"GRE with WCCPv2 redirect header", layers.LinkTypeRaw, ip4Of(t, layers.IPProtocolGRE, gopacket.Payload(gre(0, 0x883e, 4, tcp4))), p4, ViaGRE, [2]uint16{}, 0},
+		{"PKTAP with Ethernet inside", linkTypePKTAP, func() []byte {
+			h := make([]byte, 108) // Darwin's header length
+			binary.LittleEndian.PutUint32(h, 108)
+			binary.LittleEndian.PutUint32(h[4:], 1)
+			binary.LittleEndian.PutUint32(h[8:], 1) // DLT_EN10MB
+			return cat(h, ethernet(t, tcp4))
+		}(), p4, 0, [2]uint16{}, 0},
+		{"Solaris ipnet IPv6", linkTypeIPNet, cat([]byte{1, 26}, make([]byte, 22), tcp6), p6, 0, [2]uint16{}, 0},
 		{"IP over InfiniBand", linkTypeIPoIB, cat(make([]byte, 40), u16(0x86dd), []byte{0, 0}, tcp6), p6, 0, [2]uint16{}, 0},
 	}
 	for _, c := range cases {
