@@ -103,7 +103,7 @@ func (m *Mitigator) fromClient(pkt []byte, seg *segment.Segment, tr *tcpstate.Tr
 		return Outcome{}
 	}
 	d := c.End(seg.Dst)
-	if d < 0 || !inTimeWait(&c.Ends[d], now, tr.Config().MSL) {
+	if d < 0 || !tr.InTimeWait(&c.Ends[d], now) {
 		return Outcome{}
 	}
 	if len(m.maps) == cap(m.maps) && !m.reclaim(tr) {
@@ -163,7 +163,6 @@ func (m *Mitigator) reclaim(tr *tcpstate.Tracker) bool {
 // nothing toward client and that no mapping uses.
 func (m *Mitigator) freePort(client netip.Addr, device netip.AddrPort, tr *tcpstate.Tracker, now time.Time) (uint16, bool) {
 	span := int(m.cfg.GuardHigh-m.cfg.GuardLow) + 1
-	msl := tr.Config().MSL
 probe:
 	for range min(span, maxProbes) {
 		port := m.cfg.GuardLow + uint16(m.cursor%span)
@@ -175,38 +174,11 @@ probe:
 		}
 		c, _ := tr.Lookup(segment.Tuple{Src: netip.AddrPortFrom(client, port), Dst: device})
 		if c != nil {
-			if d := c.End(device); d >= 0 && holds(&c.Ends[d], now, msl) {
+			if d := c.End(device); d >= 0 && tr.Holds(&c.Ends[d], now) {
 				continue
 			}
 		}
 		return port, true
 	}
 	return 0, false
-}
-
-// timeWaitLen is how long an endpoint of stack s stays in TIME-WAIT, as
-// the tracker assumes it (tcpstate's timeWaitLen).
-func timeWaitLen(s tcpstate.Stack, msl time.Duration) time.Duration {
-	if s == tcpstate.Linux {
-		return 60 * time.Second
-	}
-	return 2 * msl
-}
-
-// inTimeWait reports whether e is in TIME-WAIT at now. The tracker ages
-// its states only when the connection sees a segment, so a Lookup can
-// find a TIME-WAIT that has already run out.
-func inTimeWait(e *tcpstate.Endpoint, now time.Time, msl time.Duration) bool {
-	return e.State == tcpstate.TimeWait && now.Sub(e.Since) < timeWaitLen(e.Stack, msl)
-}
-
-// holds reports whether e still holds state for its tuple at now.
-func holds(e *tcpstate.Endpoint, now time.Time, msl time.Duration) bool {
-	switch e.State {
-	case tcpstate.Closed, tcpstate.Listen:
-		return false
-	case tcpstate.TimeWait:
-		return inTimeWait(e, now, msl)
-	}
-	return true
 }

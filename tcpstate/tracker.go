@@ -273,6 +273,27 @@ func (t *Tracker) Lookup(tuple segment.Tuple) (*Conn, int) {
 	return &t.conns[slot], slot
 }
 
+// InTimeWait reports whether endpoint e (of a connection this tracker
+// holds) is in TIME-WAIT at now, by its stack's TIME-WAIT length. The
+// tracker ages states only when a connection sees a segment, so a looked-up
+// endpoint can show a TIME-WAIT that has already run out.
+func (t *Tracker) InTimeWait(e *Endpoint, now time.Time) bool {
+	return e.State == TimeWait && now.Sub(e.Since) < timeWaitLen(e.Stack, &t.cfg)
+}
+
+// Holds reports whether endpoint e still holds state for its tuple at now:
+// any state but CLOSED and LISTEN, a TIME-WAIT only until it has run out.
+// It is what makes a SYN on the tuple a reuse (Conn.Reused).
+func (t *Tracker) Holds(e *Endpoint, now time.Time) bool {
+	switch e.State {
+	case Closed, Listen:
+		return false
+	case TimeWait:
+		return t.InTimeWait(e, now)
+	}
+	return true
+}
+
 // Len returns how many connections are tracked.
 func (t *Tracker) Len() int { return int(t.stats.Conns.Load()) }
 
