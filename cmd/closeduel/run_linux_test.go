@@ -22,15 +22,38 @@ import (
 	"github.com/closeduel/closeduel/topology"
 )
 
-// buildBinary builds closeduel once per test binary run.
+// built is the closeduel binary the tests share: built once per test
+// binary run (a link takes seconds), removed by TestMain.
+var built struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// buildBinary builds closeduel once per test binary run and returns its
+// path.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "closeduel")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "closeduel-test-"); built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "closeduel")
+		if out, err := exec.Command("go", "build", "-o", built.path, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.path
+}
+
+// removeBuiltBinary removes what buildBinary built.
+func removeBuiltBinary() {
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
 }
 
 // TestRunAsAUserWould runs the built binary inline between two namespaces,
