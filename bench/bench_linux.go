@@ -345,6 +345,9 @@ func inline(ctx context.Context, cfg Config, topo *topology.Topology, anchor, tm
 		case ClosedueLog:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
+		case ClosedueLogRT:
+			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
+				"--control", "off", "--rt-priority", "10", "--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
 		case Closeduel20:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--rules", filepath.Join(tmp, twentyRulesFile),
@@ -465,7 +468,7 @@ func (r *Report) Write(out io.Writer) {
 	// Ratios: every closeduel mode to the C anchor and to the kernel.
 	var ours []Mode
 	for _, m := range modes {
-		if m == Closeduel || m == ClosedueLog || m == Closeduel20 || m == CloseduelMetrics {
+		if m == Closeduel || m == ClosedueLog || m == ClosedueLogRT || m == Closeduel20 || m == CloseduelMetrics {
 			ours = append(ours, m)
 		}
 	}

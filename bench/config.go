@@ -19,6 +19,9 @@ const (
 	// CloseduelMetrics is closeduel run serving /metrics, with its live
 	// analysis fed from every packet.
 	CloseduelMetrics Mode = "closeduel+metrics"
+	// ClosedueLogRT is ClosedueLog with the packet thread under
+	// SCHED_FIFO (run --rt-priority 10).
+	ClosedueLogRT Mode = "closeduel+log+rt"
 	// Closeduel20 is closeduel run with a 20-rule file that matches
 	// nothing of the bench's traffic, writing the log and the pcapng.
 	Closeduel20 Mode = "closeduel+20rules"
@@ -28,7 +31,7 @@ const (
 )
 
 // AllModes lists every mode in the order reports show them.
-var AllModes = []Mode{Kernel, CAnchor, Closeduel, ClosedueLog, Closeduel20, CloseduelMetrics, GoNfqueue}
+var AllModes = []Mode{Kernel, CAnchor, Closeduel, ClosedueLog, ClosedueLogRT, Closeduel20, CloseduelMetrics, GoNfqueue}
 
 const queueNum = 9
 
