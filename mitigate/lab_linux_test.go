@@ -252,6 +252,32 @@ func TestFinalAckRepairEndsTheLostFinAckDuel(t *testing.T) {
 	}
 }
 
+// TestFinResetEndsTheBusyCloseDuel: the device takes in no ACK of its own
+// FIN (busy-close): without a fix its FIN and Linux's TIME-WAIT re-ACKs
+// ping-pong; with fin-reset the first retransmission gets the exact RST,
+// lwIP takes it, frees the pcb and no duel starts.
+func TestFinResetEndsTheBusyCloseDuel(t *testing.T) {
+	roottest.Require(t)
+	set := func(c *lab.Config) {
+		s, _ := lab.ParseSchedule("1x500ms")
+		c.Schedule, c.Quiet, c.BusyClose = s, 6*time.Second, true
+	}
+	without, _ := labRun(t, "l", "busy-close", 0, set, nil)
+	with, res := labRun(t, "m", "busy-close", mitigate.Set(0).With(mitigate.FinReset, true), set, nil)
+	t.Logf("without: %s", totals(without))
+	t.Logf("with:    %s", totals(with))
+	if without.Totals.Duels == 0 {
+		t.Fatalf("without the reset: no duel: the workload does not show the mechanism")
+	}
+	if with.Totals.Duels != 0 || with.Totals.FailedRequests > without.Totals.FailedRequests || res.Record.Results.RequestsFailed != 0 {
+		t.Errorf("with the reset: %d duels, %d failed requests (without %d), the workload's failed %d; want no duel and no failure",
+			with.Totals.Duels, with.Totals.FailedRequests, without.Totals.FailedRequests, res.Record.Results.RequestsFailed)
+	}
+	if d := res.DeviceStatus; d.Active != 0 {
+		t.Errorf("with the reset: the device holds %d active pcbs at the end, want 0", d.Active)
+	}
+}
+
 // TestFinalAckRepairClosesTheDevice: the client's first ACK of the
 // device's FIN is dropped (lost-final-ack) and the client keeps no
 // TIME-WAIT: without the repair the retransmitted FIN meets a closed

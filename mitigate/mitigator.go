@@ -66,6 +66,20 @@ type Stats struct {
 	// Quenched counts the duels duel-quench stopped, QuenchDrops the
 	// segments it dropped.
 	Quenched, QuenchDrops atomic.Uint64
+	// Resets counts the RSTs fin-reset sent in the client's name.
+	Resets atomic.Uint64
+}
+
+// MaxInjects is the most segments one Outcome sends.
+const MaxInjects = 3
+
+// add appends a segment to send.
+func (o *Outcome) add(t segment.Template) {
+	if o.Injects < MaxInjects {
+		o.Templates[o.Injects] = t
+		o.Injects++
+		o.Inject = true
+	}
 }
 
 // Outcome is what a mitigation did to one segment.
@@ -77,9 +91,11 @@ type Outcome struct {
 	Drop bool
 	// Rewrote says in words what was rewritten ("" for nothing).
 	Rewrote string
-	// Inject: send Template as well (after the segment's verdict).
-	Inject   bool
-	Template segment.Template
+	// Inject: send Templates[:Injects] as well, in order, after the
+	// segment's verdict.
+	Inject    bool
+	Injects   int
+	Templates [MaxInjects]segment.Template
 	// restore is the client's own port a device>client segment of a
 	// moved connection leaves with, view the port the device uses.
 	restore, view uint16
@@ -157,15 +173,21 @@ func (m *Mitigator) slot(res *tcpstate.Result) *slotState {
 }
 
 // After runs the mitigations that act on a segment the tracker has seen
-// (res is what Sent returned for it): final-ack-repair, then duel-quench.
+// (res is what Sent returned for it): fin-reset, final-ack-repair, then
+// duel-quench.
 func (m *Mitigator) After(seg *segment.Segment, res *tcpstate.Result, side Side, now time.Time) Outcome {
 	on := m.sw.load()
-	if side == NoSide || on&(1<<FinalAckRepair|1<<DuelQuench) == 0 {
+	if side == NoSide || on&(1<<FinalAckRepair|1<<DuelQuench|1<<FinReset) == 0 {
 		return Outcome{}
 	}
 	st := m.slot(res)
 	if st == nil {
 		return Outcome{}
+	}
+	if on.Has(FinReset) {
+		if o := m.reset(seg, res, side, st); o.Acted {
+			return o
+		}
 	}
 	if on.Has(FinalAckRepair) {
 		if o := m.repair(seg, res, side, st); o.Acted {

@@ -23,6 +23,11 @@ const (
 	// DuelQuench stops forwarding a tuple's ping-pong after K turns of a
 	// duel, for a bounded time.
 	DuelQuench
+	// FinReset resets, in the client's name, a device that retransmits a
+	// FIN the client acknowledged (a device that does not take the ACK
+	// in): an RST at exactly the device's next expected sequence number,
+	// which lwIP accepts in FIN-WAIT-1, CLOSING and LAST-ACK.
+	FinReset
 	numNames
 )
 
@@ -68,9 +73,19 @@ var infos = [numNames]Info{
 		Experiment: "reused-tuple",
 		LabArgs:    []string{"--ports", "40000-40001", "--client-close", "eof", "--concurrency", "4", "--timeout", "0", "--schedule", "3x1s", "--quiet", "20s"},
 	},
+	{
+		Name: FinReset,
+		Mechanism: "a device that does not take in the ACK of its own FIN (busy at close) retransmits it for minutes, " +
+			"re-acknowledged by Linux's TIME-WAIT each time, until an RST; final-ack-repair's ACK is not taken in either. " +
+			"The reset sends the device, in the client's name, an RST at exactly the sequence number it expects next " +
+			"(the retransmitted FIN's acknowledgment number), which lwIP accepts in FIN-WAIT-1, CLOSING and LAST-ACK, " +
+			"and drops the FIN: the pcb is freed at the first retransmission",
+		Experiment: "busy-close",
+		LabArgs:    nil, // its lab: section
+	},
 }
 
-var names = [numNames]string{"timewait-guard", "final-ack-repair", "duel-quench"}
+var names = [numNames]string{"timewait-guard", "final-ack-repair", "duel-quench", "fin-reset"}
 
 // String returns the name as rule files and `closeduel ctl` spell it.
 func (n Name) String() string {

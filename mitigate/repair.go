@@ -25,19 +25,15 @@ import (
 // then reaches TIME-WAIT or CLOSED. Once it has answered, it keeps the
 // device's ACKs toward the closed client from drawing RSTs.
 
-const rewroteNone = ""
-
 func (m *Mitigator) repair(seg *segment.Segment, res *tcpstate.Result, side Side, st *slotState) Outcome {
-	c := res.Conn
-	dv, cl := res.From, 1-res.From
+	de, ce := ends(res, side)
+	cl := 1 - res.From
 	if side == Client {
-		dv, cl = cl, dv
+		cl = res.From
 	}
-	de, ce := &c.Ends[dv], &c.Ends[cl]
 	f := seg.Flags
 	switch {
-	case side == Device && f&segment.FIN != 0 && f&(segment.RST|segment.SYN) == 0 && res.Events.Has(tcpstate.Retransmission) &&
-		de.FinSent && ce.Rcv && de.FinSeq.LessThan(ce.RcvNxt):
+	case retransmitsAckedFIN(seg, res, side, de, ce):
 		// The device retransmits a FIN the client acknowledged.
 		return m.answer(de, ce, st)
 	case side == Client && f&segment.RST != 0 && de.FinSent && !de.FinAcked && gone(res.Before[cl]):
@@ -51,6 +47,23 @@ func (m *Mitigator) repair(seg *segment.Segment, res *tcpstate.Result, side Side
 		return Outcome{By: FinalAckRepair, Acted: true, Drop: true}
 	}
 	return Outcome{}
+}
+
+// retransmitsAckedFIN reports whether seg is the device retransmitting a
+// FIN that the client has acknowledged.
+func retransmitsAckedFIN(seg *segment.Segment, res *tcpstate.Result, side Side, de, ce *tcpstate.Endpoint) bool {
+	f := seg.Flags
+	return side == Device && f&segment.FIN != 0 && f&(segment.RST|segment.SYN) == 0 && res.Events.Has(tcpstate.Retransmission) &&
+		de.FinSent && ce.Rcv && de.FinSeq.LessThan(ce.RcvNxt)
+}
+
+// ends returns the device's and the client's endpoints of res.
+func ends(res *tcpstate.Result, side Side) (de, ce *tcpstate.Endpoint) {
+	dv, cl := res.From, 1-res.From
+	if side == Client {
+		dv, cl = cl, dv
+	}
+	return &res.Conn.Ends[dv], &res.Conn.Ends[cl]
 }
 
 // gone reports whether an endpoint in state s has no connection.
@@ -78,5 +91,7 @@ func (m *Mitigator) answer(de, ce *tcpstate.Endpoint, st *slotState) Outcome {
 	}
 	st.repaired = true
 	m.stats.Repaired.Add(1)
-	return Outcome{By: FinalAckRepair, Acted: true, Drop: true, Inject: true, Template: tpl, Rewrote: rewroteNone}
+	o := Outcome{By: FinalAckRepair, Acted: true, Drop: true}
+	o.add(tpl)
+	return o
 }

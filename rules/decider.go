@@ -336,7 +336,9 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 		}
 		if fix.Inject {
 			dec.Action = "inject"
-			dec.AddInject(nfq.Inject{Template: fix.Template})
+			for i := range fix.Injects {
+				dec.AddInject(nfq.Inject{Template: fix.Templates[i]})
+			}
 		}
 	case moved.Acted:
 		dec.Rule, dec.Action, dec.Rewrote = moved.By.String(), "rewrite", moved.Rewrote

@@ -1,12 +1,14 @@
 package rules
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/closeduel/closeduel/mitigate"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/google/go-cmp/cmp"
 )
 
 const mitigationFile = `experiment: mit
@@ -307,5 +309,87 @@ func TestDuelQuench(t *testing.T) {
 	}
 	if st := d.MitigationStats(); st.Quenched.Load() != 1 || st.QuenchDrops.Load() != 3 {
 		t.Errorf("quenched %d, dropped %d; want 1 and 3", st.Quenched.Load(), st.QuenchDrops.Load())
+	}
+}
+
+// TestFinReset: the device retransmits a FIN the client acknowledged:
+// each retransmission is dropped and answered with an RST at exactly the
+// FIN's acknowledgment number, final-ack-repair on or not.
+func TestFinReset(t *testing.T) {
+	for _, c := range []struct {
+		name, mits string
+		want       []string
+	}{
+		{"with the repair", "{ final-ack-repair: on, fin-reset: on }", []string{"fin-reset inject drop", "fin-reset inject drop"}},
+		{"alone", "{ fin-reset: on }", []string{"fin-reset inject drop", "fin-reset inject drop"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := NewDecider(mustParse(t, mitigationFile+"mitigations: "+c.mits+"\n"), Options{})
+			w := newWire(t)
+			for _, s := range []struct {
+				from, flags string
+				seq, ack    uint32
+				n           int
+			}{
+				{"c", "SYN", 1000, 0, 0}, {"d", "SYN+ACK", 5000, 1001, 0}, {"c", "ACK", 1001, 5001, 0},
+				{"c", "PSH+ACK", 1001, 5001, 10}, {"d", "PSH+ACK", 5001, 1011, 20},
+				{"d", "FIN+ACK", 5021, 1011, 0}, {"c", "FIN+ACK", 1011, 5022, 0},
+			} {
+				w.now = w.now.Add(time.Millisecond)
+				if dec := decide(t, d, w.pkt(s.from, s.flags, s.seq, s.ack, s.n)); summary(&dec) != "" {
+					t.Fatalf("%s %s: %q, want a plain accept", s.from, s.flags, summary(&dec))
+				}
+			}
+			for i, want := range c.want {
+				w.now = w.now.Add(time.Second)
+				dec := decide(t, d, w.pkt("d", "FIN+ACK", 5021, 1012, 0))
+				if got := summary(&dec); got != want || dec.NInjects != 2 {
+					t.Fatalf("retransmission %d: %q with %d injects, want %q with 2", i+1, got, dec.NInjects, want)
+				}
+				// The RST where the device expects it; the client's FIN,
+				// never acknowledged, acknowledged in the device's name.
+				if tpl := dec.Injects[0].Template; tpl.Flags != segment.RST || tpl.Seq != 1012 || tpl.Tuple.Dst.Port() != 80 {
+					t.Fatalf("reset sends %+v, want RST seq 1012 toward the device", tpl)
+				}
+				if tpl := dec.Injects[1].Template; tpl.Flags != segment.ACK || tpl.Seq != 5022 || tpl.Ack != 1012 || tpl.Tuple.Dst.Port() != 40000 {
+					t.Fatalf("then %+v, want the ACK of the client's FIN (seq 5022 ack 1012) toward the client", tpl)
+				}
+			}
+		})
+	}
+}
+
+// TestFinResetClientFin: the client retransmits its FIN, which carried the
+// ACK of the device's FIN (a busy device took in neither): the reset drops
+// it, sends RSTs at the FIN's number and the one after, and acknowledges
+// the client's FIN in the device's name.
+func TestFinResetClientFin(t *testing.T) {
+	d := NewDecider(mustParse(t, mitigationFile+"mitigations: { fin-reset: on }\n"), Options{})
+	w := newWire(t)
+	for _, s := range []struct {
+		from, flags string
+		seq, ack    uint32
+		n           int
+	}{
+		{"c", "SYN", 1000, 0, 0}, {"d", "SYN+ACK", 5000, 1001, 0}, {"c", "ACK", 1001, 5001, 0},
+		{"c", "PSH+ACK", 1001, 5001, 10}, {"d", "PSH+ACK", 5001, 1011, 20},
+		{"d", "FIN+ACK", 5021, 1011, 0}, {"c", "FIN+ACK", 1011, 5022, 0},
+	} {
+		w.now = w.now.Add(time.Millisecond)
+		decide(t, d, w.pkt(s.from, s.flags, s.seq, s.ack, s.n))
+	}
+	w.now = w.now.Add(200 * time.Millisecond)
+	dec := decide(t, d, w.pkt("c", "FIN+ACK", 1011, 5022, 0))
+	if got := summary(&dec); got != "fin-reset inject drop" || dec.NInjects != 3 {
+		t.Fatalf("client FIN retransmitted: %q with %d injects, want fin-reset inject drop with 3", got, dec.NInjects)
+	}
+	var got []string
+	for i := range dec.NInjects {
+		tpl := dec.Injects[i].Template
+		got = append(got, fmt.Sprintf("%d>%d %v seq %d ack %d", tpl.Tuple.Src.Port(), tpl.Tuple.Dst.Port(), tpl.Flags, tpl.Seq, tpl.Ack))
+	}
+	want := []string{"40000>80 RST seq 1011 ack 0", "40000>80 RST seq 1012 ack 0", "80>40000 ACK seq 5022 ack 1012"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("injects (-want +got):\n%s", diff)
 	}
 }

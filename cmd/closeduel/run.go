@@ -574,6 +574,8 @@ func writeMitigations(b *strings.Builder, d *rules.Decider) {
 			did = fmt.Sprintf("answered %d, RSTs kept %d, ACKs kept %d", st.Repaired.Load(), st.KeptRSTs.Load(), st.KeptACKs.Load())
 		case mitigate.DuelQuench:
 			did = fmt.Sprintf("duels quenched %d, segments dropped %d", st.Quenched.Load(), st.QuenchDrops.Load())
+		case mitigate.FinReset:
+			did = fmt.Sprintf("RSTs sent %d", st.Resets.Load())
 		}
 		fmt.Fprintf(b, "  %-3s %-28s %s\n", onOff(on.Has(n)), "mitigation "+n.String(), did)
 	}
