@@ -38,7 +38,11 @@ func runCommand() *cli.Command {
 is given), logs every verdict, and on SIGINT/SIGTERM or after --duration removes
 its rules, releases every held packet, flushes the logs and prints a summary.
 Operational messages go to standard error through the log (--log-format,
---log-level); the summary goes to standard output.` + examples(
+--log-level); the summary goes to standard output. It needs CAP_NET_ADMIN (the
+queue, iptables) and CAP_NET_RAW (injected and duplicated segments), and
+CAP_SYS_ADMIN with --netns, and refuses to start without them, naming the one
+missing. A rule file is a regular file of at most 1 MiB and 1000 rules
+(--allow-pipe also reads a FIFO or pipe).` + examples(
 			"closeduel run --bridge br0 --host 192.168.100.1 --host 192.168.100.99 --log verdicts.jsonl --pcap capture.pcapng",
 			"closeduel run --netns cd-demo-bridge --rules lost-final-ack --duration 60s",
 			"CLOSEDUEL_RULES=/etc/closeduel/rules.yaml CLOSEDUEL_BRIDGE=br0 closeduel run",
