@@ -96,9 +96,6 @@ type Outcome struct {
 	Inject    bool
 	Injects   int
 	Templates [MaxInjects]segment.Template
-	// restore is the client's own port a device>client segment of a
-	// moved connection leaves with, view the port the device uses.
-	restore, view uint16
 }
 
 // Mitigator runs the mitigations. Translate, After and Restore must be

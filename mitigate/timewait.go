@@ -27,6 +27,18 @@ import (
 // is let go when the client opens the next connection on its tuple and
 // the moved one is done, or when the tracker forgets the moved one.
 
+// Move is what timewait-guard did to one segment: small, since it is
+// returned for every segment.
+type Move struct {
+	// Acted: the segment belongs to a moved connection.
+	Acted bool
+	// Rewrote says in words what was rewritten.
+	Rewrote string
+	// restore is the client's own port a device>client segment leaves
+	// with, view the port the device uses (Restore applies them).
+	restore, view uint16
+}
+
 // mapping is one moved connection.
 type mapping struct {
 	client netip.AddrPort // the client's own address and port
@@ -46,28 +58,28 @@ const (
 // seg at once (the tracker sees the moved port); a device>client one is
 // left as it is and Restore, called once the segment is tracked and
 // decided, gives it the client's port. tr is the tracker, read only.
-func (m *Mitigator) Translate(pkt []byte, seg *segment.Segment, side Side, tr *tcpstate.Tracker, now time.Time) Outcome {
+func (m *Mitigator) Translate(pkt []byte, seg *segment.Segment, side Side, tr *tcpstate.Tracker, now time.Time) Move {
 	switch side {
 	case Client:
 		return m.fromClient(pkt, seg, tr, now)
 	case Device:
 		if len(m.maps) == 0 {
-			return Outcome{}
+			return Move{}
 		}
 		for i := range m.maps {
 			e := &m.maps[i]
 			if e.port == seg.Dst.Port() && e.device == seg.Src && e.client.Addr() == seg.Dst.Addr() {
-				return Outcome{By: TimewaitGuard, Acted: true, Rewrote: rewroteRestored, restore: e.client.Port(), view: e.port}
+				return Move{Acted: true, Rewrote: rewroteRestored, restore: e.client.Port(), view: e.port}
 			}
 		}
 	}
-	return Outcome{}
+	return Move{}
 }
 
 // Restore gives a device>client segment of a moved connection the
 // client's port (o is what Translate returned for it); it returns the
 // port the verdict log should show instead, or 0 when it changed nothing.
-func (m *Mitigator) Restore(pkt []byte, seg *segment.Segment, o *Outcome) uint16 {
+func (m *Mitigator) Restore(pkt []byte, seg *segment.Segment, o *Move) uint16 {
 	if o.restore == 0 {
 		return 0
 	}
@@ -82,7 +94,7 @@ func synOnly(f segment.Flags) bool {
 	return f&segment.SYN != 0 && f&(segment.ACK|segment.RST) == 0
 }
 
-func (m *Mitigator) fromClient(pkt []byte, seg *segment.Segment, tr *tcpstate.Tracker, now time.Time) Outcome {
+func (m *Mitigator) fromClient(pkt []byte, seg *segment.Segment, tr *tcpstate.Tracker, now time.Time) Move {
 	syn := synOnly(seg.Flags)
 	for i := range m.maps {
 		e := &m.maps[i]
@@ -96,24 +108,24 @@ func (m *Mitigator) fromClient(pkt []byte, seg *segment.Segment, tr *tcpstate.Tr
 		return m.move(pkt, seg, e.port)
 	}
 	if !syn || !m.sw.load().Has(TimewaitGuard) {
-		return Outcome{}
+		return Move{}
 	}
 	c, _ := tr.Lookup(seg.Tuple())
 	if c == nil {
-		return Outcome{}
+		return Move{}
 	}
 	d := c.End(seg.Dst)
 	if d < 0 || !tr.InTimeWait(&c.Ends[d], now) {
-		return Outcome{}
+		return Move{}
 	}
 	if len(m.maps) == cap(m.maps) && !m.reclaim(tr) {
 		m.stats.Full.Add(1)
-		return Outcome{}
+		return Move{}
 	}
 	port, ok := m.freePort(seg.Src.Addr(), seg.Dst, tr, now)
 	if !ok {
 		m.stats.Full.Add(1)
-		return Outcome{}
+		return Move{}
 	}
 	m.maps = append(m.maps, mapping{client: seg.Src, device: seg.Dst, port: port, iss: seg.Seq})
 	m.stats.Moved.Add(1)
@@ -121,12 +133,12 @@ func (m *Mitigator) fromClient(pkt []byte, seg *segment.Segment, tr *tcpstate.Tr
 }
 
 // move rewrites a client>device segment's source port.
-func (m *Mitigator) move(pkt []byte, seg *segment.Segment, port uint16) Outcome {
+func (m *Mitigator) move(pkt []byte, seg *segment.Segment, port uint16) Move {
 	if segment.SetSrcPort(pkt, seg, port) != nil {
-		return Outcome{}
+		return Move{}
 	}
 	m.stats.Translated.Add(1)
-	return Outcome{By: TimewaitGuard, Acted: true, Rewrote: rewroteMoved}
+	return Move{Acted: true, Rewrote: rewroteMoved}
 }
 
 // done reports whether the moved connection of e is over: the tracker

@@ -341,7 +341,7 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 			}
 		}
 	case moved.Acted:
-		dec.Rule, dec.Action, dec.Rewrote = moved.By.String(), "rewrite", moved.Rewrote
+		dec.Rule, dec.Action, dec.Rewrote = mitigate.TimewaitGuard.String(), "rewrite", moved.Rewrote
 	}
 	if fired != nil {
 		a := &fired.do
