@@ -210,3 +210,29 @@ func TestReadLimitedRefusesMoreThanTheLimit(t *testing.T) {
 		t.Errorf("ReadLimited of a small file: %q, %v", b, err)
 	}
 }
+
+// TestNoControlCharacterReachesTheTerminal: what check prints of a file
+// (its errors, its description) carries no raw control character, however
+// the file spells them.
+func TestNoControlCharacterReachesTheTerminal(t *testing.T) {
+	for _, src := range []string{
+		"experiment: t\nabout: x\n\"\\e[31mred\": 1\nrules:\n  - { name: a, do: \"\\e[31mdrop\" }\n  - { name: b, when: { from: \"\\e]0;title\\a\" }, do: pass }\n",
+		"experiment: t\nabout: \"\\e[2J\\0 cleared\"\nrules:\n  - { name: a, when: { payload: \"\\e[1m>0\" }, do: pass }\n",
+		"experiment: t\nabout: \"\\e[2J\\0 cleared\"\nrules: []\n",
+	} {
+		f, err := Parse("t.yaml", []byte(src))
+		var out []string
+		if err != nil {
+			out = append(out, err.Error())
+		} else {
+			out = append(append(out, f.About), f.Describe()...)
+		}
+		for _, l := range out {
+			for _, r := range l {
+				if r < 0x20 && r != '\n' || r == 0x7f {
+					t.Errorf("raw control character %#x in %q", r, l)
+				}
+			}
+		}
+	}
+}
