@@ -348,6 +348,9 @@ func inline(ctx context.Context, cfg Config, topo *topology.Topology, anchor, tm
 		case ClosedueLogRT:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--rt-priority", "10", "--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
+		case ClosedueLog2Q:
+			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
+				"--control", "off", "--queues", "2", "--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
 		case Closeduel20:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--rules", filepath.Join(tmp, twentyRulesFile),
@@ -383,7 +386,11 @@ func inline(ctx context.Context, cfg Config, topo *topology.Topology, anchor, tm
 			inline.Wait()
 			return err
 		}
-		hook, err = bridgehook.Install(ctx, bridgehook.Config{NetNS: topo.Bridge, Queue: queueNum, Bridge: topology.BridgeName})
+		hc := bridgehook.Config{NetNS: topo.Bridge, Queue: queueNum, Bridge: topology.BridgeName}
+		if m == ClosedueLog2Q {
+			hc.Queues = 2
+		}
+		hook, err = bridgehook.Install(ctx, hc)
 		if err != nil {
 			return errors.Join(err, stop())
 		}
@@ -468,7 +475,7 @@ func (r *Report) Write(out io.Writer) {
 	// Ratios: every closeduel mode to the C anchor and to the kernel.
 	var ours []Mode
 	for _, m := range modes {
-		if m == Closeduel || m == ClosedueLog || m == ClosedueLogRT || m == Closeduel20 || m == CloseduelMetrics {
+		if m == Closeduel || m == ClosedueLog || m == ClosedueLogRT || m == ClosedueLog2Q || m == Closeduel20 || m == CloseduelMetrics {
 			ours = append(ours, m)
 		}
 	}

@@ -22,6 +22,9 @@ const (
 	// ClosedueLogRT is ClosedueLog with the packet thread under
 	// SCHED_FIFO (run --rt-priority 10).
 	ClosedueLogRT Mode = "closeduel+log+rt"
+	// ClosedueLog2Q is ClosedueLog spreading connections over two
+	// queues (run --queues 2), one engine thread each.
+	ClosedueLog2Q Mode = "closeduel+log+2q"
 	// Closeduel20 is closeduel run with a 20-rule file that matches
 	// nothing of the bench's traffic, writing the log and the pcapng.
 	Closeduel20 Mode = "closeduel+20rules"
@@ -31,7 +34,7 @@ const (
 )
 
 // AllModes lists every mode in the order reports show them.
-var AllModes = []Mode{Kernel, CAnchor, Closeduel, ClosedueLog, ClosedueLogRT, Closeduel20, CloseduelMetrics, GoNfqueue}
+var AllModes = []Mode{Kernel, CAnchor, Closeduel, ClosedueLog, ClosedueLogRT, ClosedueLog2Q, Closeduel20, CloseduelMetrics, GoNfqueue}
 
 const queueNum = 9
 

@@ -3,6 +3,7 @@ package bridgehook
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -22,7 +23,18 @@ type Config struct {
 	// Hosts limits the rule to TCP between these addresses or prefixes
 	// (both ends must match); empty queues all bridged TCP.
 	Hosts []netip.Prefix
+	// Queues, when above 1, spreads connections over the queues Queue to
+	// Queue+Queues-1: an HMARK rule hashes each packet's addresses and
+	// ports symmetrically into its firewall mark (both directions of a
+	// connection get the same), and one NFQUEUE rule per mark sends it on.
+	// (NFQUEUE's own --queue-balance hashes the addresses only, so every
+	// connection between two hosts would meet in one queue.) It sets the
+	// packets' firewall mark.
+	Queues int
 }
+
+// hmarkRnd seeds HMARK's hash (any constant will do: "clos").
+const hmarkRnd = "0x636c6f73"
 
 // Chain returns the name of the chain for the config's queue.
 func (c Config) Chain() string { return ChainPrefix + "-" + strconv.Itoa(int(c.Queue)) }
@@ -44,7 +56,25 @@ func (c Config) jumpArgs() []string {
 
 // queueRules returns the chain's NFQUEUE rules for one family.
 func (c Config) queueRules(v6 bool) [][]string {
-	target := []string{"-j", "NFQUEUE", "--queue-num", strconv.Itoa(int(c.Queue)), "--queue-bypass"}
+	var out [][]string
+	for _, sel := range c.selectors(v6) {
+		if c.Queues <= 1 {
+			out = append(out, append(sel, "-j", "NFQUEUE", "--queue-num", strconv.Itoa(int(c.Queue)), "--queue-bypass"))
+			continue
+		}
+		out = append(out, append(slices.Clone(sel), "-j", "HMARK", "--hmark-tuple", "src,dst,sport,dport,proto",
+			"--hmark-mod", strconv.Itoa(c.Queues), "--hmark-offset", "1", "--hmark-rnd", hmarkRnd))
+		for i := range c.Queues {
+			out = append(out, append(slices.Clone(sel), "-m", "mark", "--mark", strconv.Itoa(i+1),
+				"-j", "NFQUEUE", "--queue-num", strconv.Itoa(int(c.Queue)+i), "--queue-bypass"))
+		}
+	}
+	return out
+}
+
+// selectors returns the chain's matches for one family: CHAIN -p tcp,
+// with -s A -d B for each pair of hosts when there are hosts.
+func (c Config) selectors(v6 bool) [][]string {
 	var hosts []netip.Prefix
 	for _, h := range c.Hosts {
 		if h.Addr().Is6() == v6 {
@@ -52,7 +82,7 @@ func (c Config) queueRules(v6 bool) [][]string {
 		}
 	}
 	if len(c.Hosts) == 0 {
-		return [][]string{append([]string{c.Chain(), "-p", "tcp"}, target...)}
+		return [][]string{{c.Chain(), "-p", "tcp"}}
 	}
 	var out [][]string
 	for i, a := range hosts {
@@ -60,7 +90,7 @@ func (c Config) queueRules(v6 bool) [][]string {
 			if i == j && len(hosts) > 1 {
 				continue
 			}
-			out = append(out, append([]string{c.Chain(), "-p", "tcp", "-s", a.String(), "-d", b.String()}, target...))
+			out = append(out, []string{c.Chain(), "-p", "tcp", "-s", a.String(), "-d", b.String()})
 		}
 	}
 	return out
@@ -127,6 +157,9 @@ func (c Config) DescribeNftables() (install, remove []string) {
 		dev = fmt.Sprintf("iifname %s oifname %s ", c.Bridge, c.Bridge)
 	}
 	target := fmt.Sprintf("queue num %d bypass", c.Queue)
+	if c.Queues > 1 {
+		target = fmt.Sprintf("queue flags bypass to symhash mod %d offset %d", c.Queues, c.Queue)
+	}
 	if len(c.Hosts) == 0 {
 		out = append(out, fmt.Sprintf("nft add rule inet %s %s %smeta l4proto tcp %s", NftTable, chain, dev, target))
 	}
@@ -135,11 +168,11 @@ func (c Config) DescribeNftables() (install, remove []string) {
 		if v6 {
 			fam = "ip6"
 		}
-		for _, r := range c.queueRules(v6) {
+		for _, r := range c.selectors(v6) {
 			if len(c.Hosts) == 0 {
 				break
 			}
-			// r is CHAIN -p tcp -s A -d B -j NFQUEUE ...
+			// r is CHAIN -p tcp -s A -d B
 			out = append(out, fmt.Sprintf("nft add rule inet %s %s %s%s saddr %s %s daddr %s meta l4proto tcp %s",
 				NftTable, chain, dev, fam, r[4], fam, r[6], target))
 		}

@@ -46,6 +46,17 @@ func TestDescribeListsTheRulesInstallRuns(t *testing.T) {
 				"iptables -w -I FORWARD -p tcp -m physdev --physdev-is-bridged -m comment --comment closeduel -j CLOSEDUEL-1",
 			},
 		},
+		{
+			name: "two queues, each connection on one",
+			cfg:  Config{Queue: 7, Queues: 2, Hosts: []netip.Prefix{netip.MustParsePrefix("10.9.0.7/24")}},
+			want: []string{
+				"iptables -w -N CLOSEDUEL-7",
+				"iptables -w -A CLOSEDUEL-7 -p tcp -s 10.9.0.0/24 -d 10.9.0.0/24 -j HMARK --hmark-tuple src,dst,sport,dport,proto --hmark-mod 2 --hmark-offset 1 --hmark-rnd 0x636c6f73",
+				"iptables -w -A CLOSEDUEL-7 -p tcp -s 10.9.0.0/24 -d 10.9.0.0/24 -m mark --mark 1 -j NFQUEUE --queue-num 7 --queue-bypass",
+				"iptables -w -A CLOSEDUEL-7 -p tcp -s 10.9.0.0/24 -d 10.9.0.0/24 -m mark --mark 2 -j NFQUEUE --queue-num 8 --queue-bypass",
+				"iptables -w -I FORWARD -p tcp -m physdev --physdev-is-bridged -m comment --comment closeduel -j CLOSEDUEL-7",
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, tc.cfg.Describe()); diff != "" {

@@ -39,3 +39,21 @@ func (*Engine) SetCopyRange(uint32) error { return errUnsupported }
 
 // CopyRange returns 0.
 func (*Engine) CopyRange() uint32 { return 0 }
+
+// Group is unavailable on this system.
+type Group struct{}
+
+// OpenGroup returns errors.ErrUnsupported.
+func OpenGroup(Config, int) (*Group, error) { return nil, errUnsupported }
+
+// Run returns errors.ErrUnsupported.
+func (*Group) Run(context.Context) error { return errUnsupported }
+
+// Stats returns an empty snapshot.
+func (*Group) Stats() Snapshot { return Snapshot{} }
+
+// SetCopyRange returns errors.ErrUnsupported.
+func (*Group) SetCopyRange(uint32) error { return errUnsupported }
+
+// Close does nothing.
+func (*Group) Close() error { return nil }

@@ -1,11 +1,17 @@
 package nfq
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
@@ -155,4 +161,58 @@ func TestFullHoldTableKeepsTrafficFlowingAndCounts(t *testing.T) {
 	if st.Accepted != st.Packets || st.Released != st.Held {
 		t.Errorf("accepted %d of %d packets, released %d of %d held", st.Accepted, st.Packets, st.Released, st.Held)
 	}
+}
+
+// TestGroupSpreadsConnectionsOverTwoQueues runs two engines behind an
+// HMARK hook: connections between the same two hosts must land on both
+// queues (NFQUEUE's own balancing would put them all on one), every
+// request must complete, and every packet get one verdict.
+func TestGroupSpreadsConnectionsOverTwoQueues(t *testing.T) {
+	roottest.Require(t)
+	ctx := context.Background()
+	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("ng%d", os.Getpid()%100000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	hc := bridgehook.Config{NetNS: topo.Bridge, Queue: 7, Bridge: topology.BridgeName, Queues: 2}
+	hook, err := bridgehook.Install(ctx, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &memRecorder{}
+	g, err := OpenGroup(Config{Queue: 7, NetNS: topo.Bridge, Recorder: rec}, 2)
+	if err != nil {
+		hook.Remove()
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(rctx) }()
+	b := &testBench{topo: topo}
+	ln := b.listen(t, 80)
+	go serveHTTPClose(ln)
+	const n = 40
+	for i := range n {
+		if resp, err := b.headRequest(80); err != nil || !strings.HasPrefix(resp, "HTTP/1.1 200") {
+			t.Fatalf("request %d: %q, %v", i, resp, err)
+		}
+	}
+	if err := hook.Remove(); err != nil {
+		t.Error(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	per := []uint64{g.engines[0].Stats().Packets, g.engines[1].Stats().Packets}
+	st := g.Stats()
+	g.Close()
+	if per[0] == 0 || per[1] == 0 {
+		t.Errorf("packets per queue %v: want both queues used", per)
+	}
+	if st.Accepted != st.Packets || uint64(len(rec.snapshot())) != st.Packets || st.Packets < n*5 {
+		t.Errorf("stats %+v, %d events: want every packet of %d requests accepted once", st, len(rec.snapshot()), n)
+	}
+	t.Logf("%d requests, packets per queue %v", n, per)
 }

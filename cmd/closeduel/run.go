@@ -49,6 +49,7 @@ missing. A rule file is a regular file of at most 1 MiB and 1000 rules
 		),
 		Flags: []cli.Flag{
 			&cli.UintFlag{Name: "queue", Value: 7, EnvVars: []string{"CLOSEDUEL_QUEUE"}, Usage: "NFQUEUE number"},
+			&cli.IntFlag{Name: "queues", Value: 1, EnvVars: []string{"CLOSEDUEL_QUEUES"}, Usage: "spread connections over this many queues (--queue and the next ones), one engine thread each; each connection stays on one queue (an HMARK rule hashes its addresses and ports into the packets' firewall mark)"},
 			&cli.StringFlag{Name: "hook", Value: "bridge", EnvVars: []string{"CLOSEDUEL_HOOK"}, Usage: "bridge: install the iptables chain; none: print the rules and leave them to you"},
 			&cli.StringFlag{Name: "bridge", EnvVars: []string{"CLOSEDUEL_BRIDGE"}, Usage: "queue only traffic bridged by this bridge (default: every bridge)"},
 			&cli.StringSliceFlag{Name: "host", EnvVars: []string{"CLOSEDUEL_HOSTS"}, Usage: "queue only TCP between these addresses or prefixes (repeat, or comma-separated in the variable; default: the rule file's hosts, else all)"},
@@ -80,6 +81,10 @@ missing. A rule file is a regular file of at most 1 MiB and 1000 rules
 				Duration: c.Duration("duration"),
 				Metrics:  c.String("metrics"),
 				RTPrio:   c.Int("rt-priority"),
+				Queues:   c.Int("queues"),
+			}
+			if q := opts.Queues; q < 1 || q > 64 || int(opts.Queue)+q-1 > 65535 {
+				return fmt.Errorf("run: --queues %d: want 1..64, ending at queue 65535 at most", q)
 			}
 			if p := opts.RTPrio; p < 0 || p > 99 {
 				return fmt.Errorf("run: --rt-priority %d: want 1..99, or 0 for the normal scheduler", p)
@@ -114,6 +119,7 @@ type runOptions struct {
 	Force             bool
 	Duration          time.Duration
 	RTPrio            int // SCHED_FIFO priority of the packet thread; 0: none
+	Queues            int // queues Queue.. Queue+Queues-1, one engine each
 	// Metrics is the address of the /metrics listener; "" for none.
 	Metrics string
 }
@@ -178,8 +184,8 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		}
 	}
 
-	engine, err := nfq.Open(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder,
-		CopyRange: copyRange(ruleFile, o), RealtimePriority: o.RTPrio})
+	engine, err := nfq.OpenGroup(nfq.Config{Queue: o.Queue, NetNS: o.NetNS, Decider: decider, Recorder: recorder,
+		CopyRange: copyRange(ruleFile, o), RealtimePriority: o.RTPrio}, o.Queues)
 	if err != nil {
 		if vlog != nil {
 			vlog.Close()
@@ -190,7 +196,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		return fmt.Errorf("run: %w", err)
 	}
 
-	hookCfg := bridgehook.Config{NetNS: o.NetNS, Queue: o.Queue, Bridge: o.Bridge, Hosts: o.Hosts}
+	hookCfg := bridgehook.Config{NetNS: o.NetNS, Queue: o.Queue, Bridge: o.Bridge, Hosts: o.Hosts, Queues: o.Queues}
 	var hook *bridgehook.Hook
 	if o.Hook == "bridge" {
 		hook, err = bridgehook.Install(ctx, hookCfg)
@@ -462,7 +468,7 @@ func ruleHosts(f *rules.File) []netip.Prefix {
 // running Decider, logging each change of rules.
 type controller struct {
 	decider *rules.Decider
-	engine  *nfq.Engine
+	engine  *nfq.Group
 	vlog    *verdictlog.Writer
 	path    string // the rule file to reload; "" for the built-in observer
 	pipe    bool   // path may be a FIFO or pipe
