@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,7 +44,7 @@ func readSwitches(r io.Reader, name string) ([]Switch, error) {
 	for sc.Scan() {
 		line++
 		b := sc.Bytes()
-		if !strings.Contains(string(b), `"kind":"mitigation"`) {
+		if !bytes.Contains(b, []byte(`"kind":"mitigation"`)) {
 			continue
 		}
 		var rec struct {

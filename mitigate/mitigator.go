@@ -106,7 +106,7 @@ type Mitigator struct {
 	sw     switches
 	maps   []mapping
 	cursor int
-	slots  []slotState
+	slots  []slotState // by tracker slot, allocated at first use
 	stats  Stats
 }
 
@@ -140,7 +140,7 @@ func New(cfg Config) *Mitigator {
 	if cfg.QuenchFor <= 0 {
 		cfg.QuenchFor = DefaultQuenchFor
 	}
-	m := &Mitigator{cfg: cfg, maps: make([]mapping, 0, cfg.MaxMappings), slots: make([]slotState, cfg.Slots)}
+	m := &Mitigator{cfg: cfg, maps: make([]mapping, 0, cfg.MaxMappings)}
 	m.sw.v.Store(uint32(cfg.On))
 	return m
 }
@@ -159,6 +159,12 @@ func (m *Mitigator) Stats() *Stats { return &m.stats }
 // slot returns the state of the connection in res, reset when the slot
 // changed hands.
 func (m *Mitigator) slot(res *tcpstate.Result) *slotState {
+	if m.slots == nil {
+		// Once, when a mitigation that keeps per-connection state is
+		// first on: a tracker of a million connections would otherwise
+		// cost its table here with every mitigation off.
+		m.slots = make([]slotState, m.cfg.Slots)
+	}
 	if res.Slot < 0 || res.Slot >= len(m.slots) {
 		return nil
 	}
