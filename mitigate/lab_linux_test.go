@@ -278,6 +278,30 @@ func TestFinResetEndsTheBusyCloseDuel(t *testing.T) {
 	}
 }
 
+// TestLargePoolEndsThePoolKills: eight requests at once against the
+// ESP8266's five pcbs (pool-exhausted): the device kills pcbs with RSTs
+// and requests fail (no duel: its mechanism is the pool); without a limit
+// none does.
+func TestLargePoolEndsThePoolKills(t *testing.T) {
+	roottest.Require(t)
+	set := func(pool int) func(*lab.Config) {
+		return func(c *lab.Config) {
+			s, _ := lab.ParseSchedule("7x20ms")
+			c.Schedule, c.Concurrency, c.Quiet, c.Pool = s, 8, time.Second, pool
+		}
+	}
+	without, base := labRun(t, "n", "pool-exhausted", 0, set(5), nil)
+	with, res := labRun(t, "o", "pool-exhausted", 0, set(-1), nil)
+	t.Logf("without: %s; the workload's failed requests %d", totals(without), base.Record.Results.RequestsFailed)
+	t.Logf("with:    %s; the workload's failed requests %d", totals(with), res.Record.Results.RequestsFailed)
+	if base.Record.Results.RequestsFailed == 0 || without.Totals.RSTs == 0 {
+		t.Fatalf("with 5 pcbs: no failed request or no RST: the workload does not show the mechanism")
+	}
+	if res.Record.Results.RequestsFailed != 0 || with.Totals.RSTs != 0 || with.Totals.Duels > without.Totals.Duels {
+		t.Errorf("without a limit: %d failed requests, %d RSTs, %d duels; want none", res.Record.Results.RequestsFailed, with.Totals.RSTs, with.Totals.Duels)
+	}
+}
+
 // TestFinalAckRepairClosesTheDevice: the client's first ACK of the
 // device's FIN is dropped (lost-final-ack) and the client keeps no
 // TIME-WAIT: without the repair the retransmitted FIN meets a closed
