@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,7 +134,7 @@ func TestBlockingReadsEndOnSIGINT(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond) // blocked in its read by now
+			waitReading(t, cmd.Process.Pid, fifo)
 			cmd.Process.Signal(tc.sig)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
@@ -148,4 +149,29 @@ func TestBlockingReadsEndOnSIGINT(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitReading waits until process pid has got as far as reading: it has
+// path open, or one of its threads is in read(0, ...) (standard input).
+func waitReading(t *testing.T, pid int, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); l == path && fd.Name() != "0" {
+				time.Sleep(50 * time.Millisecond) // from open to read
+				return
+			}
+		}
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, task := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+			if strings.HasPrefix(string(b), "0 0x0 ") { // read(0, ...)
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("pid %d did not start reading within 10 s", pid)
 }

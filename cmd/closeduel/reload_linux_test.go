@@ -103,12 +103,18 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			run.Process.Signal(syscall.SIGHUP)
-			time.Sleep(300 * time.Millisecond)
 			if !pipe {
+				for i := 0; i < 250 && !strings.Contains(out.String(), "not a regular file (a FIFO)"); i++ {
+					time.Sleep(20 * time.Millisecond)
+				}
 				if !strings.Contains(out.String(), "not a regular file (a FIFO)") {
 					t.Errorf("SIGHUP with a FIFO is not refused:\n%s", out.String())
 				}
 			} else {
+				// The reload waits in open(2) for the FIFO's writer.
+				for i := 0; i < 250 && !inSyscall(run.Process.Pid, 257); i++ {
+					time.Sleep(20 * time.Millisecond)
+				}
 				_, err := control.Send(ctx, sock, []string{"reload"})
 				if err == nil || !strings.Contains(err.Error(), "a reload is already under way") {
 					t.Errorf("a second reload while the first waits: %v", err)
@@ -166,4 +172,17 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// inSyscall reports whether a thread of process pid is in system call nr
+// (x86-64 numbers: 257 is openat).
+func inSyscall(pid, nr int) bool {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+		if strings.HasPrefix(string(b), fmt.Sprint(nr)+" ") {
+			return true
+		}
+	}
+	return false
 }
