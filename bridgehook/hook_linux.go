@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/closeduel/closeduel/netns"
@@ -96,6 +97,80 @@ func (h *Hook) Remove() error {
 		errs = append(errs, removeChain(context.Background(), h.cfg.NetNS, bin, h.cfg.Chain()))
 	}
 	h.families = nil
+	return errors.Join(errs...)
+}
+
+// Matched returns how many packets the hook's NFQUEUE rules have matched
+// so far, in both families: those queued and those the kernel let past a
+// full queue (fail-open), which nothing else counts.
+func (h *Hook) Matched() (uint64, error) {
+	if h == nil {
+		return 0, nil
+	}
+	var n uint64
+	for _, bin := range h.families {
+		m, err := matched(context.Background(), h.cfg.NetNS, bin, h.cfg.Chain())
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// RemoveCounting removes the jumps first, then reads the NFQUEUE rules'
+// counters (Matched: no packet can match any more), then deletes the
+// chains. Safe to call twice.
+func (h *Hook) RemoveCounting() (uint64, error) {
+	if h == nil {
+		return 0, nil
+	}
+	var errs []error
+	for _, bin := range h.families {
+		errs = append(errs, removeJumps(context.Background(), h.cfg.NetNS, bin, h.cfg.Chain()))
+	}
+	n, err := h.Matched()
+	errs = append(errs, err)
+	errs = append(errs, h.Remove())
+	return n, errors.Join(errs...)
+}
+
+// matched sums the packet counters of chain's NFQUEUE rules.
+func matched(ctx context.Context, ns, bin, chain string) (uint64, error) {
+	out, err := netns.Output(ctx, ns, bin, "-w", "-L", chain, "-v", "-x", "-n")
+	if err != nil {
+		return 0, fmt.Errorf("bridgehook: read counters of %s: %w", chain, err)
+	}
+	var n uint64
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[2] != "NFQUEUE" {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+			n += v
+		}
+	}
+	return n, nil
+}
+
+// removeJumps deletes every FORWARD rule that jumps to chain.
+func removeJumps(ctx context.Context, ns, bin, chain string) error {
+	out, err := netns.Output(ctx, ns, bin, "-w", "-S", "FORWARD")
+	if err != nil {
+		return fmt.Errorf("bridgehook: list FORWARD: %w", err)
+	}
+	var errs []error
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "-A" || !jumpsTo(f, chain) {
+			continue
+		}
+		f[0] = "-D"
+		if err := ipt(ctx, ns, bin, unquote(f)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -22,6 +22,12 @@ func Install(context.Context, Config) (*Hook, error) { return nil, errUnsupporte
 // Remove does nothing.
 func (*Hook) Remove() error { return nil }
 
+// Matched returns errors.ErrUnsupported.
+func (*Hook) Matched() (uint64, error) { return 0, errUnsupported }
+
+// RemoveCounting returns errors.ErrUnsupported.
+func (*Hook) RemoveCounting() (uint64, error) { return 0, errUnsupported }
+
 // Cleanup returns errors.ErrUnsupported.
 func Cleanup(context.Context, string) ([]string, error) { return nil, errUnsupported }
 

@@ -216,3 +216,66 @@ func TestGroupSpreadsConnectionsOverTwoQueues(t *testing.T) {
 	}
 	t.Logf("%d requests, packets per queue %v", n, per)
 }
+
+// delayAll delays every segment.
+type delayAll struct{ d time.Duration }
+
+func (a delayAll) Decide(_ *Packet, dc *Decision) {
+	dc.Delay, dc.Rule, dc.Action = a.d, "delay-all", "delay"
+}
+
+// TestKernelQueueOverflowKeepsTrafficFlowingAndIsCounted gives the kernel
+// queue room for 8 packets while the engine holds each for 300 ms: the
+// kernel lets the rest past unqueued (fail-open), which only the hook's
+// counters see. Every SYN must reach the device, and matched = queued +
+// passed unqueued, with some of each.
+func TestKernelQueueOverflowKeepsTrafficFlowingAndIsCounted(t *testing.T) {
+	const n = 200
+	b := newBenchWith(t, Config{Decider: delayAll{300 * time.Millisecond}, QueueMaxLen: 8})
+	w := capture(t, b.topo.Device, topology.HostIface)
+	wc := capture(t, b.topo.Client, topology.HostIface)
+	b.listen(t, 80)
+	b.connectMany(t, n, 80)
+	time.Sleep(100 * time.Millisecond)
+	// The first SYNs are held; the rest went on unqueued at once.
+	onWire, _ := synsByPort(t, w, b.rec)
+	if len(onWire) < n/2 {
+		t.Errorf("%d SYNs at the device 100 ms after %d connects: the full queue held traffic up", len(onWire), n)
+	}
+	// Let the held ones leave and their connections finish, so every
+	// segment crosses while the rules are in.
+	time.Sleep(700 * time.Millisecond)
+	matched, err := b.hook.RemoveCounting()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := b.engine.Stats()
+	if matched <= st.Packets || st.Packets == 0 {
+		t.Fatalf("rules matched %d, engine queued %d: want some queued and some let past", matched, st.Packets)
+	}
+	w.waitQuiet(200 * time.Millisecond)
+	wc.waitQuiet(50 * time.Millisecond)
+	if d := w.drops() + wc.drops(); d != 0 {
+		t.Fatalf("the captures dropped %d frames", d)
+	}
+	// What crossed the bridge: the client's segments at the device, the
+	// device's at the client.
+	arrived := 0
+	for _, s := range w.segments(t) {
+		if s.Seg.Src.Addr().String() == clientIP {
+			arrived++
+		}
+	}
+	for _, s := range wc.segments(t) {
+		if s.Seg.Src.Addr().String() == deviceIP {
+			arrived++
+		}
+	}
+	if uint64(arrived) != matched {
+		t.Errorf("%d segments crossed the bridge, rules matched %d (queued %d + unqueued %d)", arrived, matched, st.Packets, matched-st.Packets)
+	}
+	t.Logf("matched %d: queued %d, let past a full queue %d; %d arrived", matched, st.Packets, matched-st.Packets, arrived)
+}

@@ -38,7 +38,12 @@ type Snapshot struct {
 	HeldNow                                 int
 	KernelQueueDropped, KernelUserDropped   uint64 // from /proc/net/netfilter/nfnetlink_queue
 	KernelQueueTotal                        uint64 // packets waiting in the kernel queue
-	ByAction                                map[string]uint64
+	// FailOpen is how many packets the kernel let past a full queue
+	// (fail-open), which the kernel does not count: the hook's matched
+	// count minus the packets queued. The engine cannot see it; whoever
+	// reads the hook's counters fills it in (closeduel run, at its end).
+	FailOpen uint64
+	ByAction map[string]uint64
 }
 
 func (s *Stats) snapshot() Snapshot {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/verdictlog"
 )
@@ -15,11 +16,12 @@ import (
 type lossWatch struct {
 	log  *slog.Logger
 	vlog *verdictlog.Writer // nil when not logging
+	hook *bridgehook.Hook   // nil with --hook none
 	last lossCounts
 }
 
 type lossCounts struct {
-	logLost, logFailed, holdRefused, kernelDropped uint64
+	logLost, logFailed, holdRefused, kernelDropped, failOpen uint64
 }
 
 // check compares the counters with the last check and warns about growth.
@@ -38,6 +40,19 @@ func (w *lossWatch) check(st nfq.Snapshot) {
 	if now.holdRefused > w.last.holdRefused {
 		w.log.Warn(fmt.Sprintf("hold table full: %d holds refused so far (those packets went on at once)", now.holdRefused),
 			"refused", now.holdRefused)
+	}
+	if w.hook != nil {
+		// Matched, less queued and waiting: let past a full queue. Read
+		// at slightly different moments, so a few packets either way.
+		if m, err := w.hook.Matched(); err == nil && m > st.Packets+st.KernelQueueTotal {
+			now.failOpen = m - st.Packets - st.KernelQueueTotal
+		}
+		if now.failOpen > w.last.failOpen+16 {
+			w.log.Warn(fmt.Sprintf("kernel queue full: about %d packets let past unqueued so far (fail-open: not decided, not logged)", now.failOpen),
+				"fail_open", now.failOpen)
+		} else {
+			now.failOpen = w.last.failOpen
+		}
 	}
 	if now.kernelDropped > w.last.kernelDropped {
 		w.log.Warn(fmt.Sprintf("kernel queue overflow: %d packets not queued so far (accepted unqueued: fail-open)", now.kernelDropped),

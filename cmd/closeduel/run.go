@@ -278,7 +278,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		timeout = timer.C
 	}
 	var runErr error
-	watch := &lossWatch{log: log, vlog: vlog}
+	watch := &lossWatch{log: log, vlog: vlog, hook: hook}
 	watchTick := time.NewTicker(time.Second)
 	defer watchTick.Stop()
 wait:
@@ -314,12 +314,18 @@ wait:
 	if runErr != nil {
 		errs = append(errs, fmt.Errorf("run: engine: %w", runErr))
 	}
-	errs = append(errs, hook.Remove())
+	matched, herr := hook.RemoveCounting()
+	errs = append(errs, herr)
 	cancelRun()
 	if rerr := <-done; rerr != nil && runErr == nil {
 		errs = append(errs, fmt.Errorf("run: engine: %w", rerr))
 	}
 	stats := engine.Stats()
+	if hook != nil && matched > stats.Packets {
+		// Every packet the rules matched was queued (and counted by the
+		// engine, which drained the queue) or let past a full queue.
+		stats.FailOpen = matched - stats.Packets
+	}
 	errs = append(errs, engine.Close())
 	logLine := ""
 	if vlog != nil {
@@ -393,6 +399,7 @@ func summaryFields(s nfq.Snapshot) map[string]uint64 {
 		"decider_panics": s.DeciderPanic, "verdict_errors": s.VerdictErrs,
 		"cut": s.Cut, "cut_needs_whole": s.CutNeedsWhole,
 		"kernel_queue_dropped": s.KernelQueueDropped, "kernel_user_dropped": s.KernelUserDropped,
+		"kernel_fail_open": s.FailOpen,
 	}
 	for a, n := range s.ByAction {
 		m["action_"+a] = n
@@ -419,7 +426,7 @@ func printSummary(out io.Writer, s nfq.Snapshot, elapsed time.Duration, logLine 
 	}
 	fmt.Fprintf(out, "  held           %d, released %d, still held %d, refused (full) %d\n", s.Held, s.Released, s.HeldNow, s.HoldOverflow)
 	fmt.Fprintf(out, "  sent           duplicates %d, injected %d, failed %d\n", s.Duplicated, s.Injected, s.SendFailed)
-	fmt.Fprintf(out, "  kernel queue   dropped %d (queue full), user dropped %d (socket full)\n", s.KernelQueueDropped, s.KernelUserDropped)
+	fmt.Fprintf(out, "  kernel queue   dropped %d (queue full), user dropped %d (socket full), passed unqueued %d (queue full, fail-open)\n", s.KernelQueueDropped, s.KernelUserDropped, s.FailOpen)
 	if logLine != "" {
 		fmt.Fprintf(out, "  log records    %s\n", logLine)
 	}
