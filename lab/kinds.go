@@ -1,6 +1,10 @@
 package lab
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/closeduel/closeduel/tcpstate"
+)
 
 // DeviceKind says which TCP stack plays the device.
 type DeviceKind uint8
@@ -23,6 +27,20 @@ func (k DeviceKind) String() string {
 		return "linux"
 	}
 	return fmt.Sprintf("device(%d)", uint8(k))
+}
+
+// ClientStack is the TCP stack of the bench's client: the host's Linux.
+const ClientStack = tcpstate.Linux
+
+// Stack returns the TCP stack a device of kind k runs. With ClientStack it
+// is the one source of the roles' stacks on the bench: the engine's rules,
+// the live summary and run.yaml (which analyze --run reads) all take them
+// from here.
+func (k DeviceKind) Stack() tcpstate.Stack {
+	if k == DeviceLinux {
+		return tcpstate.Linux
+	}
+	return tcpstate.LwIP
 }
 
 // ParseDeviceKind parses "lwip" or "linux".

@@ -58,7 +58,7 @@ func NewSummary(client, device netip.Addr, kind DeviceKind) (*Summary, error) {
 	}
 	// The roles' stacks, as the run directory's analysis reads them from
 	// run.yaml: one TCP model for both.
-	run := &analysis.RunInfo{Stacks: map[string]string{client.String(): "linux", device.String(): kind.String()}}
+	run := &analysis.RunInfo{Stacks: map[string]string{client.String(): ClientStack.String(), device.String(): kind.Stack().String()}}
 	return &Summary{client: client, device: device, dec: dec, an: analysis.NewAnalyzer(analysis.Config{Run: run})}, nil
 }
 

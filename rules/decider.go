@@ -113,7 +113,7 @@ var dirNames = [2]string{"client>device", "device>client"}
 // NewDecider returns a Decider running f.
 func NewDecider(f *File, opts Options) *Decider {
 	d := &Decider{}
-	cfg := tcpstate.Config{MaxConns: f.MaxConns, Idle: f.Idle, MSL: f.MSL, Stack: d.stackOf}
+	cfg := tcpstate.Config{MaxConns: f.MaxConns, Idle: f.Idle, MSL: f.MSL, Stack: d.StackOf}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
@@ -144,17 +144,13 @@ func (d *Decider) compile(f *File) *ruleset {
 	return rs
 }
 
-// stackOf says which stack the tracker should assume at a.
-func (d *Decider) stackOf(a netip.AddrPort) tcpstate.Stack {
-	f := d.cur.Load().file
-	for r, ps := range f.Hosts {
-		for _, p := range ps {
-			if p.Contains(a.Addr()) {
-				return f.Stacks[r]
-			}
-		}
-	}
-	return tcpstate.RFC9293
+// StackOf says which stack the endpoint at a runs, by the roles and
+// stacks: of the file in force (File.StackOf). The Decider's tracker asks
+// it, and so does whatever analyses the same traffic (run's live
+// analysis), so both assume the same stacks. It is safe for concurrent
+// use.
+func (d *Decider) StackOf(a netip.AddrPort) tcpstate.Stack {
+	return d.cur.Load().file.StackOf(a)
 }
 
 // Reload swaps in a new file at once. The tracker keeps what it knows
@@ -233,6 +229,10 @@ func (d *Decider) Rules() []RuleStatus {
 
 // TrackerStats returns the connection tracker's counters.
 func (d *Decider) TrackerStats() *tcpstate.Stats { return d.tr.Stats() }
+
+// TrackerConfig returns the configuration the Decider's tracker runs with
+// (defaults filled in; Stack is StackOf).
+func (d *Decider) TrackerConfig() tcpstate.Config { return d.tr.Config() }
 
 // scope says whether a segment belongs to the experiment and which role
 // sent it (noRole when the file names none).

@@ -109,6 +109,19 @@ func (f *File) NeedsWholePacket() bool {
 // HasRoles reports whether the file names its hosts' roles.
 func (f *File) HasRoles() bool { return f.Hosts[Client] != nil }
 
+// StackOf says which stack the endpoint at a runs: the stacks: entry of
+// the role whose hosts: hold its address, RFC9293 for any other address.
+func (f *File) StackOf(a netip.AddrPort) tcpstate.Stack {
+	for r, ps := range f.Hosts {
+		for _, p := range ps {
+			if p.Contains(a.Addr()) {
+				return f.Stacks[r]
+			}
+		}
+	}
+	return tcpstate.RFC9293
+}
+
 // Rule is one rule of a File.
 type Rule struct {
 	// Name names the rule in the verdict log and for SetEnabled.

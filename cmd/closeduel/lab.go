@@ -152,7 +152,8 @@ func labAction(c *cli.Context) error {
 
 // labInline puts the engine with rule file f on the bench. The seed in
 // run.yaml is the one the rules draw from: --seed (seedSet) overrides the
-// rule file's, and a file without one gets the run's.
+// rule file's, and a file without one gets the run's. The roles' stacks are
+// the bench's (client Linux, the device's kind), whatever f's stacks: say.
 func labInline(cfg *lab.Config, f *rules.File, seedSet bool) {
 	switch {
 	case seedSet:
@@ -165,6 +166,12 @@ func labInline(cfg *lab.Config, f *rules.File, seedSet bool) {
 	}
 	if cfg.Experiment == "" && cfg.Rules != "" && f.Experiment != "" {
 		cfg.Experiment = f.Experiment
+	}
+	if f.HasRoles() {
+		// The rules' tracker assumes the stacks the bench runs, as the
+		// lab's analysis does: the rule file's stacks: name the device
+		// the experiment was written for, the bench may run the other.
+		f.Stacks[rules.Client], f.Stacks[rules.Device] = lab.ClientStack, cfg.Device.Stack()
 	}
 	var mits []string
 	for _, n := range mitigate.All() {

@@ -176,7 +176,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 	var live *metrics.Live
 	switches := &metrics.Switches{}
 	if o.Metrics != "" {
-		live = metrics.NewLive(0, analysis.Config{})
+		live = metrics.NewLive(0, liveAnalysis(decider))
 		if recorder != nil {
 			recorder = teeRecorder{recorder, live}
 		} else {
@@ -648,6 +648,15 @@ func (c *controller) handle(args []string) (string, error) {
 		return b.String(), nil
 	}
 	return "", fmt.Errorf("unknown command %q: want enable RULE, disable RULE, mitigation NAME on|off, reload, rules or status", args[0])
+}
+
+// liveAnalysis is the configuration of run's live analysis: its tracker
+// assumes what the rules' tracker assumes (each role's stack by the rule
+// file's hosts: and stacks:, the MSL and TIME-WAIT lengths), so the live
+// duel counts and the rules see the same TCP.
+func liveAnalysis(d *rules.Decider) analysis.Config {
+	tc := d.TrackerConfig()
+	return analysis.Config{Stack: d.StackOf, MSL: tc.MSL, TimeWait: tc.TimeWait}
 }
 
 // teeRecorder hands every engine event to each recorder in turn.
