@@ -31,6 +31,7 @@ var endpointFixes = map[string]endpointFix{
 	"random-ports":    {"the client picks each local port at random in a wide range", []string{"--ports", "32768-60999", "--random-ports"}},
 	"rfc1337":         {"client net.ipv4.tcp_rfc1337=1", []string{"--rfc1337", "1"}},
 	"tw-reuse":        {"client net.ipv4.tcp_tw_reuse=1", []string{"--tw-reuse", "1"}},
+	"timestamps":      {"client net.ipv4.tcp_timestamps=0 (Linux's default is 1; lwIP sends none)", []string{"--timestamps", "0"}},
 	"linger0":         {"the client closes with SO_LINGER 0 (RST)", []string{"--linger0"}},
 	"close-second":    {"the device waits for the client's FIN before closing (and the client closes first)", []string{"--close", "wait", "--client-close", "head"}},
 	"short-time-wait": {"the device keeps TIME_WAIT for 200 ms instead of 120 s", []string{"--time-wait", "200ms"}},
