@@ -37,6 +37,9 @@ var knownAnswers = map[string]outcome{
 	// Every client ACK of the device's FIN dropped: one duel per
 	// connection, the FIN back-off until an RST (TestLongLostFinalAck).
 	"lwip-long-lost-final-ack": {Connections: 10, Duels: 10, DuelSegments: 120, Retrans: 60, FINRetrans: 60, RSTs: 10},
+	// The device's pool of 5 pcbs full: each later SYN has lwIP reset
+	// the oldest active connection (TestLwIPPoolKill).
+	"lwip-pool-exhausted": {Connections: 8, Clean: 5, Failed: 3, Retrans: 5, RSTs: 3},
 	// The same run as the lab's bridge saw it: a plain capture.
 	"lwip-long-lost-final-ack-wire": {Connections: 10, Duels: 10, DuelSegments: 120, Retrans: 60, FINRetrans: 60, RSTs: 10},
 }

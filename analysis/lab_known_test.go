@@ -1,7 +1,9 @@
 package analysis
 
 import (
+	"encoding/json"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -235,4 +237,102 @@ func TestAcceptedReuseDoesNotDuel(t *testing.T) {
 			t.Errorf("%d SYNs, %d TIME_WAIT reuses, %d duels, %d RSTs; want 4, 3, 0, 0", len(syns), r.Totals.TimeWaitReuses, r.Totals.Duels, r.Totals.RSTs)
 		}
 	})
+}
+
+// TestLwIPPoolKill: in testdata/lwip-pool-exhausted/ the real lwIP device
+// has a pool of 5 pcbs and every request's first copy is dropped, so the
+// first five connections stay open; each later SYN finds the pool full and
+// lwIP frees the oldest active pcb with an RST (tcp_kill_prio), failing
+// its request (testdata/README.md). The analysis must see exactly that:
+// each of the device's RSTs sent as a new SYN came, to the oldest
+// connection still open, while five were; that connection reset by the
+// device and failed; the others clean after the client resent its
+// request; as many kills as the device's own log counts.
+func TestLwIPPoolKill(t *testing.T) {
+	const dir, pool = "testdata/lwip-pool-exhausted", 5
+	r, events := labRun(t, dir)
+	device := netip.MustParseAddr("192.168.100.99")
+
+	var open []uint16 // client ports of the connections open, oldest first
+	killed := map[uint16]bool{}
+	var lastSYN Event
+	for _, e := range events {
+		if e.Kind != EventPacket {
+			continue
+		}
+		f, fromDevice := e.Seg.Flags, e.Seg.Src.Addr() == device
+		port := e.Seg.Src.Port()
+		if fromDevice {
+			port = e.Seg.Dst.Port()
+		}
+		switch {
+		case !fromDevice && f == segment.SYN:
+			open = append(open, port)
+			lastSYN = e
+		case fromDevice && f&segment.RST != 0:
+			if len(open) != pool+1 || open[0] != port {
+				t.Errorf("device RST to :%d with open %v: want the oldest of %d open connections and a new SYN's", port, open, pool)
+			}
+			if lastSYN.Seg.Src.Port() != open[len(open)-1] || e.Time-lastSYN.Time > int64(5*time.Millisecond) {
+				t.Errorf("device RST to :%d at %d: want it right after the new SYN from :%d (at %d)",
+					port, e.Time, lastSYN.Seg.Src.Port(), lastSYN.Time)
+			}
+			killed[port] = true
+			open = open[1:]
+		case f&(segment.FIN|segment.RST) != 0:
+			// A connection that closes leaves the count of open ones
+			// at its first FIN: from then the kills spared it.
+			for i, p := range open {
+				if p == port {
+					open = append(open[:i], open[i+1:]...)
+					break
+				}
+			}
+		}
+	}
+
+	// The device's own count of the active pcbs it killed.
+	log, err := os.ReadFile(dir + "/device.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kills = -1
+	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		var st struct {
+			Event      string `json:"event"`
+			Final      bool   `json:"final"`
+			Pool       int    `json:"pool"`
+			PoolKilled struct {
+				Active int `json:"active"`
+			} `json:"pool_killed"`
+		}
+		if json.Unmarshal([]byte(line), &st) == nil && st.Event == "status" && st.Final {
+			kills = st.PoolKilled.Active
+			if st.Pool != pool {
+				t.Errorf("device.log: pool %d, want %d", st.Pool, pool)
+			}
+		}
+	}
+	if kills != 3 || len(killed) != kills || r.Totals.RSTs != kills {
+		t.Fatalf("device.log counts %d active pcbs killed; the capture has %d connections reset by the device, the report %d RSTs: want 3 each",
+			kills, len(killed), r.Totals.RSTs)
+	}
+
+	for _, row := range r.Connections {
+		port := netip.MustParseAddrPort(row.Orig).Port()
+		got := []any{row.Close, row.Closer, row.Failed, row.Clean, row.RSTs, row.IgnoredRSTs, row.Retransmissions}
+		// The client resent its request; which side closed first is
+		// a race the lab does not fix (both do at once).
+		want := []any{CloseFIN, row.Closer, false, true, 0, 0, 1}
+		if killed[port] {
+			want = []any{CloseRST, SideResp, true, false, 1, 0, 0}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s (killed %v) [close closer failed clean rsts ignored retransmissions] (-want +got):\n%s",
+				row.Orig, killed[port], diff)
+		}
+	}
+	if r.Totals.Drops != 8 || r.Totals.Duels != 0 {
+		t.Errorf("drops %d, duels %d: want every request's first copy dropped (8) and no duel", r.Totals.Drops, r.Totals.Duels)
+	}
 }
