@@ -331,6 +331,12 @@ func (d *Decoder) etherType(pkt []byte, off int, typ uint16, limit int, seg *Seg
 		case etherPPP:
 			return d.ppp(pkt, off, limit, seg)
 		case etherTEB:
+			// An Ethernet frame is carried as a payload type only by a
+			// tunnel (GRE, Geneve); a link-layer header that names it
+			// is no framing this decoder knows.
+			if !d.via.Tunnelled() {
+				return ErrNotTCP
+			}
 			return d.ethernet(pkt, off, limit, seg)
 		default:
 			return ErrNotTCP
