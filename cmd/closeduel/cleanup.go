@@ -22,7 +22,7 @@ a lab run whose process is gone or of a lab up bench whose device server is gone
 A live run's chain, socket or namespaces are never touched (stop the run, or
 closeduel lab down). Namespaces whose owner cannot be told (not a lab run's, not a
 lab up bench's) are kept unless --all, and never while a queue is bound in them.
---name limits it to one bench's namespaces (cd-NAME-*), their chains and pid file.
+--name limits the namespaces (and pid files) looked into to one bench's, cd-NAME-*.
 --dry-run says exactly what the same command without it would do, and does nothing.` + examples(
 			"closeduel cleanup --dry-run",
 			"closeduel cleanup --netns cd-demo-bridge",
@@ -30,7 +30,7 @@ lab up bench's) are kept unless --all, and never while a queue is bound in them.
 		),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "look for iptables chains in this named namespace instead of the current one"},
-			&cli.StringFlag{Name: "name", Usage: "only bench `NAME`'s namespaces (cd-NAME-*), the chains in them and its pid file (a lab run's name is l<pid>)"},
+			&cli.StringFlag{Name: "name", Usage: "only bench `NAME`'s namespaces (cd-NAME-*) and pid file, not every closeduel namespace (a lab run's name is l<pid>)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed and kept, remove nothing"},
 			&cli.BoolFlag{Name: "all", Usage: "also remove closeduel namespaces whose owner cannot be told (never a live run's)"},
 		},

@@ -219,7 +219,7 @@ func TestCleanupDecisions(t *testing.T) {
 			alsoGone: []string{"pid file lab-up2.pid"},
 		},
 		{
-			name: "--name: that bench only, not the current namespace nor the sockets",
+			name: "--name: that bench's namespaces only",
 			host: fakeHost{
 				chains: map[string][]string{"": {"iptables CLOSEDUEL-9"}, "cd-l9000002-bridge": {"iptables CLOSEDUEL-7"}},
 				names:  append(lab3("l9000002"), lab3("l90000021")...),
@@ -227,6 +227,8 @@ func TestCleanupDecisions(t *testing.T) {
 			scope: cleanupScope{name: "l9000002"},
 			files: map[string]string{"queue-9.sock": "", "lab-up3.pid": "9000002\n"},
 			want: []string{
+				"remove chain iptables CLOSEDUEL-9: " + crashed,
+				"remove control socket queue-9.sock: nobody answers on it: a crashed run's",
 				"remove chain iptables CLOSEDUEL-7 in netns cd-l9000002-bridge: " + crashed,
 				"remove namespace cd-l9000002-bridge: its lab run (pid 9000002) is gone",
 				"remove namespace cd-l9000002-client: its lab run (pid 9000002) is gone",

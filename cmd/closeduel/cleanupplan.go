@@ -18,9 +18,8 @@ import (
 type cleanupScope struct {
 	// netns is where to look for chains instead of the current namespace.
 	netns string
-	// name, when set, limits cleanup to the namespaces cd-<name>-*, the
-	// chains in them and the bench's pid file: not the current
-	// namespace's chains, not the control sockets.
+	// name, when set, limits the namespaces looked into to cd-<name>-*
+	// and the pid files to that bench's.
 	name string
 	// all removes namespaces of unknown owner too.
 	all bool
@@ -101,25 +100,23 @@ func foundSummary(items []cleanupItem) string {
 func cleanupPlan(ctx context.Context, h cleanupHost, scope cleanupScope) ([]cleanupItem, error) {
 	var items []cleanupItem
 	scanned := map[string]bool{}
-	if scope.name == "" {
-		chains, err := judgeChains(ctx, h, scope.netns)
-		if err != nil {
-			return nil, err
+	chains, err := judgeChains(ctx, h, scope.netns)
+	if err != nil {
+		return nil, err
+	}
+	items = append(items, chains...)
+	scanned[scope.netns] = true
+	// Control sockets: live while something answers on them.
+	socks, _ := filepath.Glob(filepath.Join(scope.stateDir, "*.sock"))
+	for _, s := range socks {
+		it := cleanupItem{kind: "control socket", what: "control socket " + s}
+		if h.SocketAnswers(s) {
+			it.keep, it.why = true, "live run: it answers"
+		} else {
+			it.why = "nobody answers on it: a crashed run's"
+			it.remove = func() error { return os.Remove(s) }
 		}
-		items = append(items, chains...)
-		scanned[scope.netns] = true
-		// Control sockets: live while something answers on them.
-		socks, _ := filepath.Glob(filepath.Join(scope.stateDir, "*.sock"))
-		for _, s := range socks {
-			it := cleanupItem{kind: "control socket", what: "control socket " + s}
-			if h.SocketAnswers(s) {
-				it.keep, it.why = true, "live run: it answers"
-			} else {
-				it.why = "nobody answers on it: a crashed run's"
-				it.remove = func() error { return os.Remove(s) }
-			}
-			items = append(items, it)
-		}
+		items = append(items, it)
 	}
 	// Namespaces, each after the chains in it.
 	prefix := topology.NamePrefix

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
+	"github.com/closeduel/closeduel/runstate"
 	"github.com/closeduel/closeduel/topology"
 )
 
@@ -69,20 +71,40 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
 	ctx := context.Background()
-	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("cl%d", os.Getpid()%100000)})
+	name := fmt.Sprintf("cl%d", os.Getpid()%100000)
+	topo, err := topology.Build(ctx, topology.Config{Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { topo.Close() })
-	run, _, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
+	// Control sockets where cleanup looks: the live run's, and what a
+	// crashed run leaves (a socket file nobody listens on).
+	liveSock := filepath.Join(labStateDir, "test-"+name+".sock")
+	deadSock := filepath.Join(labStateDir, "test-"+name+"-crashed.sock")
+	t.Cleanup(func() { os.Remove(liveSock); os.Remove(deadSock) })
+	run, _, _ := startRun(t, bin, topo.Bridge, liveSock)
+	ln, err := net.Listen("unix", deadSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
 	// What a crashed run on queue 9 would leave: its chain.
 	if err := netns.Run(ctx, topo.Bridge, "iptables", "-w", "-N", "CLOSEDUEL-9"); err != nil {
 		t.Fatal(err)
 	}
 
-	dry, err := exec.Command(bin, "cleanup", "--netns", topo.Bridge, "--dry-run").CombinedOutput()
+	// --name: only this test's namespaces are looked into (a real
+	// cleanup of every cd-* namespace would judge other tests' benches).
+	dry, err := exec.Command(bin, "cleanup", "--netns", topo.Bridge, "--name", name, "--dry-run").CombinedOutput()
 	if err != nil {
 		t.Fatalf("cleanup --dry-run: %v\n%s", err, dry)
+	}
+	for _, want := range []string{"would keep control socket " + liveSock + ": live run: it answers",
+		"would remove control socket " + deadSock + ": nobody answers on it: a crashed run's"} {
+		if !strings.Contains(string(dry), want) {
+			t.Errorf("dry run does not say %q:\n%s", want, dry)
+		}
 	}
 	live := regexp.MustCompile(fmt.Sprintf(`would keep chain iptables CLOSEDUEL-7 in netns %s: live run: queue 7 is bound by pid %d \(.*closeduel run`, topo.Bridge, run.Process.Pid))
 	if !live.Match(dry) {
@@ -91,14 +113,22 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	if want := "would remove chain iptables CLOSEDUEL-9 in netns " + topo.Bridge + ": no process has its queue bound: a crashed run's"; !strings.Contains(string(dry), want) {
 		t.Errorf("dry run does not say %q:\n%s", want, dry)
 	}
-	real, err := exec.Command(bin, "cleanup", "--netns", topo.Bridge).CombinedOutput()
+	real, err := exec.Command(bin, "cleanup", "--netns", topo.Bridge, "--name", name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cleanup: %v\n%s", err, real)
 	}
-	// Same verdicts on the chains, in the same words.
-	wantLines := strings.NewReplacer("would keep", "kept", "would remove", "removed").Replace(strings.Join(lines(string(dry), "chain "), "\n"))
-	if got := strings.Join(lines(string(real), "chain "), "\n"); got != wantLines {
-		t.Errorf("cleanup did not do what --dry-run said:\ndry run:\n%s\ncleanup:\n%s", wantLines, got)
+	// Same verdicts on the chains, sockets and namespaces, in the same words.
+	for _, what := range []string{"chain ", "control socket " + filepath.Join(labStateDir, "test-"+name), "namespace "} {
+		wantLines := strings.NewReplacer("would keep", "kept", "would remove", "removed").Replace(strings.Join(lines(string(dry), what), "\n"))
+		if got := strings.Join(lines(string(real), what), "\n"); got != wantLines || got == "" {
+			t.Errorf("cleanup did not do what --dry-run said:\ndry run:\n%s\ncleanup:\n%s", wantLines, got)
+		}
+	}
+	if _, err := os.Stat(deadSock); err == nil {
+		t.Errorf("the crashed run's socket %s is left", deadSock)
+	}
+	if !runstate.SocketAnswers(liveSock) {
+		t.Errorf("the live run's socket %s no longer answers", liveSock)
 	}
 	chains, err := bridgehook.Chains(ctx, topo.Bridge)
 	if err != nil {
@@ -128,7 +158,7 @@ func TestCleanupDryRunMatchesWhatCleanupDoesWithALabUpBench(t *testing.T) {
 	prefix := "namespace " + topology.NamePrefix + name + "-"
 	cleanup := func(args ...string) []string {
 		t.Helper()
-		out, err := exec.Command(bin, append([]string{"cleanup"}, args...)...).CombinedOutput()
+		out, err := exec.Command(bin, append([]string{"cleanup", "--name", name}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("cleanup %q: %v\n%s", args, err, out)
 		}

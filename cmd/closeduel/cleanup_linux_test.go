@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/roottest"
+	"github.com/closeduel/closeduel/netns"
+	"github.com/closeduel/closeduel/topology"
+)
+
+// labRun is a closeduel lab started in the background.
+type labRun struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	name string // its namespaces' name part, l<pid>
+}
+
+// startLab starts closeduel lab on the Linux device (quick to start) with
+// a short workload and the given quiet, and waits until its engine is
+// inline: its chain is in its bridge namespace.
+func startLab(t *testing.T, bin string, quiet time.Duration) *labRun {
+	t.Helper()
+	cmd := exec.Command(bin, "lab", "--device", "linux", "--schedule", "1x100ms", "--quiet", quiet.String(),
+		"--runs", t.TempDir(), "--experiment", "cleanup-test")
+	r := &labRun{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = r.out, r.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.name = fmt.Sprintf("l%d", cmd.Process.Pid)
+	go func() { cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-r.done
+		for _, n := range lab3(r.name) {
+			netns.Delete(n)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for len(labChains(t, r.name)) == 0 {
+		select {
+		case <-r.done:
+			t.Fatalf("lab ended before it was inline:\n%s", r.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lab not inline within 15 s:\n%s", r.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return r
+}
+
+// labChains lists the chains in lab run name's bridge namespace.
+func labChains(t *testing.T, name string) []string {
+	t.Helper()
+	ns := topology.NamePrefix + name + "-bridge"
+	if !netns.Exists(ns) {
+		return nil
+	}
+	chains, err := bridgehook.Chains(context.Background(), ns)
+	if err != nil {
+		return nil // being built or removed
+	}
+	var out []string
+	for _, c := range chains {
+		out = append(out, c.Bin+" "+c.Name)
+	}
+	return out
+}
+
+// TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes runs two real
+// lab runs, kills one with SIGKILL, and runs cleanup (with and without
+// --dry-run and --all) on both: the live run's namespaces and chain are
+// kept, said to be a live run's, and the run ends normally with its
+// report; the crashed run's chain (found inside its namespace) and
+// namespaces are removed, and the dry run said so first.
+func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
+	roottest.Require(t)
+	bin := buildBinary(t)
+	live := startLab(t, bin, 12*time.Second)
+	crashed := startLab(t, bin, time.Minute)
+	crashed.cmd.Process.Signal(syscall.SIGKILL)
+	<-crashed.done
+	started := time.Now()
+
+	cleanup := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, append([]string{"cleanup"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cleanup %q: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	about := func(out, name string) []string { return lines(out, topology.NamePrefix+name+"-") }
+
+	// The live run, judged by every form of cleanup, the unscoped dry run
+	// included (it removes nothing, so other tests' benches are safe).
+	livePid := live.cmd.Process.Pid
+	wantLive := []string{
+		fmt.Sprintf("chain iptables CLOSEDUEL-7 in netns cd-%s-bridge: live run: queue 7 is bound by pid %d (", live.name, livePid),
+		fmt.Sprintf("namespace cd-%s-bridge: live run inside: queue 7 is bound by pid %d (", live.name, livePid),
+		fmt.Sprintf("namespace cd-%s-client: live lab run (pid %d)", live.name, livePid),
+		fmt.Sprintf("namespace cd-%s-device: live lab run (pid %d)", live.name, livePid),
+	}
+	for _, args := range [][]string{{"--dry-run"}, {"--dry-run", "--all", "--name", live.name}, {"--name", live.name}, {"--all", "--name", live.name}} {
+		got := about(cleanup(args...), live.name)
+		verb := "kept "
+		if args[0] == "--dry-run" {
+			verb = "would keep "
+		}
+		if len(got) != len(wantLive) {
+			t.Fatalf("cleanup %q says of the live lab run:\n%s\nwant %d lines", args, strings.Join(got, "\n"), len(wantLive))
+		}
+		for i, w := range wantLive {
+			if !strings.HasPrefix(got[i], verb+w) {
+				t.Errorf("cleanup %q: %q, want %q...", args, got[i], verb+w)
+			}
+		}
+	}
+
+	// The crashed run: what it left, found, said and removed.
+	for _, n := range lab3(crashed.name) {
+		if !netns.Exists(n) {
+			t.Fatalf("the crashed lab run left no namespace %s (a concurrent lab's sweep?)", n)
+		}
+	}
+	if got := labChains(t, crashed.name); strings.Join(got, ", ") != "iptables CLOSEDUEL-7" {
+		t.Fatalf("the crashed lab run left chains %q, want iptables CLOSEDUEL-7 (the lab's hosts are IPv4)", got)
+	}
+	crashedPid := crashed.cmd.Process.Pid
+	wantCrashed := []string{
+		fmt.Sprintf("chain iptables CLOSEDUEL-7 in netns cd-%s-bridge: no process has its queue bound: a crashed run's", crashed.name),
+		fmt.Sprintf("namespace cd-%s-bridge: its lab run (pid %d) is gone", crashed.name, crashedPid),
+		fmt.Sprintf("namespace cd-%s-client: its lab run (pid %d) is gone", crashed.name, crashedPid),
+		fmt.Sprintf("namespace cd-%s-device: its lab run (pid %d) is gone", crashed.name, crashedPid),
+	}
+	for _, args := range [][]string{{"--dry-run"}, {"--name", crashed.name}} {
+		verb := "removed "
+		if args[0] == "--dry-run" {
+			verb = "would remove "
+		}
+		var want []string
+		for _, w := range wantCrashed {
+			want = append(want, verb+w)
+		}
+		if got := about(cleanup(args...), crashed.name); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("cleanup %q says of the crashed lab run:\n%s\nwant:\n%s", args, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	if left, _ := netns.List(topology.NamePrefix + crashed.name + "-"); len(left) != 0 {
+		t.Errorf("the crashed lab run's namespaces left after cleanup: %q", left)
+	}
+	t.Logf("6 cleanup commands took %v", time.Since(started).Round(time.Millisecond))
+
+	// The live run still has all it had, and ends by itself with its report.
+	select {
+	case <-live.done:
+		t.Fatalf("the live lab run ended while cleanup ran (its quiet too short for this host?):\n%s", live.out.String())
+	default:
+	}
+	if left, _ := netns.List(topology.NamePrefix + live.name + "-"); len(left) != 3 {
+		t.Errorf("the live lab run's namespaces after cleanup: %q, want all 3", left)
+	}
+	if got := labChains(t, live.name); strings.Join(got, ", ") != "iptables CLOSEDUEL-7" {
+		t.Errorf("the live lab run's chains after cleanup: %q", got)
+	}
+	select {
+	case <-live.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the live lab run did not end:\n%s", live.out.String())
+	}
+	if code := live.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("the live lab run exited %d:\n%s", code, live.out.String())
+	}
+	out := live.out.String()
+	for _, want := range []string{"DUELS (", "requests                           2 ok, 0 failed", "middlebox                          observe only; verdicts by action: pass "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the live lab run's report lacks %q:\n%s", want, out)
+		}
+	}
+	if left, _ := netns.List(topology.NamePrefix + live.name + "-"); len(left) != 0 {
+		t.Errorf("the live lab run left namespaces %q", left)
+	}
+	if _, err := os.Stat(filepath.Join(labStateDir, "lab-"+live.name+".pid")); err == nil {
+		t.Errorf("a pid file for the lab run")
+	}
+}
