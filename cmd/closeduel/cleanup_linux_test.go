@@ -88,8 +88,10 @@ func labChains(t *testing.T, name string) []string {
 func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
-	live := startLab(t, bin, 12*time.Second)
+	// The run to crash first (its quiet outlasts the test), then the live
+	// one, whose 10 s of quiet start once it is inline.
 	crashed := startLab(t, bin, time.Minute)
+	live := startLab(t, bin, 10*time.Second)
 	crashed.cmd.Process.Signal(syscall.SIGKILL)
 	<-crashed.done
 	started := time.Now()
@@ -103,33 +105,21 @@ func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
 		return string(out)
 	}
 	about := func(out, name string) []string { return lines(out, topology.NamePrefix+name+"-") }
-
-	// The live run, judged by every form of cleanup, the unscoped dry run
-	// included (it removes nothing, so other tests' benches are safe).
-	livePid := live.cmd.Process.Pid
-	wantLive := []string{
-		fmt.Sprintf("chain iptables CLOSEDUEL-7 in netns cd-%s-bridge: live run: queue 7 is bound by pid %d (", live.name, livePid),
-		fmt.Sprintf("namespace cd-%s-bridge: live run inside: queue 7 is bound by pid %d (", live.name, livePid),
-		fmt.Sprintf("namespace cd-%s-client: live lab run (pid %d)", live.name, livePid),
-		fmt.Sprintf("namespace cd-%s-device: live lab run (pid %d)", live.name, livePid),
-	}
-	for _, args := range [][]string{{"--dry-run"}, {"--dry-run", "--all", "--name", live.name}, {"--name", live.name}, {"--all", "--name", live.name}} {
-		got := about(cleanup(args...), live.name)
-		verb := "kept "
-		if args[0] == "--dry-run" {
-			verb = "would keep "
-		}
-		if len(got) != len(wantLive) {
-			t.Fatalf("cleanup %q says of the live lab run:\n%s\nwant %d lines", args, strings.Join(got, "\n"), len(wantLive))
-		}
-		for i, w := range wantLive {
-			if !strings.HasPrefix(got[i], verb+w) {
-				t.Errorf("cleanup %q: %q, want %q...", args, got[i], verb+w)
+	// verbs turns "would remove"/"would keep" lines into what cleanup
+	// without --dry-run says.
+	verbs := func(dry bool, ls []string) []string {
+		var out []string
+		for _, l := range ls {
+			if dry {
+				l = "would " + strings.NewReplacer("removed ", "remove ", "kept ", "keep ").Replace(l)
 			}
+			out = append(out, l)
 		}
+		return out
 	}
 
-	// The crashed run: what it left, found, said and removed.
+	// The crashed run: what it left (looked at first: another package's
+	// lab sweeps dead lab runs' namespaces when it starts).
 	for _, n := range lab3(crashed.name) {
 		if !netns.Exists(n) {
 			t.Fatalf("the crashed lab run left no namespace %s (a concurrent lab's sweep?)", n)
@@ -140,28 +130,49 @@ func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
 	}
 	crashedPid := crashed.cmd.Process.Pid
 	wantCrashed := []string{
-		fmt.Sprintf("chain iptables CLOSEDUEL-7 in netns cd-%s-bridge: no process has its queue bound: a crashed run's", crashed.name),
-		fmt.Sprintf("namespace cd-%s-bridge: its lab run (pid %d) is gone", crashed.name, crashedPid),
-		fmt.Sprintf("namespace cd-%s-client: its lab run (pid %d) is gone", crashed.name, crashedPid),
-		fmt.Sprintf("namespace cd-%s-device: its lab run (pid %d) is gone", crashed.name, crashedPid),
+		fmt.Sprintf("removed chain iptables CLOSEDUEL-7 in netns cd-%s-bridge: no process has its queue bound: a crashed run's", crashed.name),
+		fmt.Sprintf("removed namespace cd-%s-bridge: its lab run (pid %d) is gone", crashed.name, crashedPid),
+		fmt.Sprintf("removed namespace cd-%s-client: its lab run (pid %d) is gone", crashed.name, crashedPid),
+		fmt.Sprintf("removed namespace cd-%s-device: its lab run (pid %d) is gone", crashed.name, crashedPid),
 	}
-	for _, args := range [][]string{{"--dry-run"}, {"--name", crashed.name}} {
-		verb := "removed "
-		if args[0] == "--dry-run" {
-			verb = "would remove "
+	// The live run, with the pid and command line that hold its queue.
+	livePid := live.cmd.Process.Pid
+	wantLive := []string{
+		fmt.Sprintf("kept chain iptables CLOSEDUEL-7 in netns cd-%s-bridge: live run: queue 7 is bound by pid %d (", live.name, livePid),
+		fmt.Sprintf("kept namespace cd-%s-bridge: live run inside: queue 7 is bound by pid %d (", live.name, livePid),
+		fmt.Sprintf("kept namespace cd-%s-client: live lab run (pid %d)", live.name, livePid),
+		fmt.Sprintf("kept namespace cd-%s-device: live lab run (pid %d)", live.name, livePid),
+	}
+	checkLive := func(args []string, out string) {
+		t.Helper()
+		got := about(out, live.name)
+		want := verbs(args[0] == "--dry-run", wantLive)
+		if len(got) != len(want) {
+			t.Fatalf("cleanup %q says of the live lab run:\n%s\nwant %d lines", args, strings.Join(got, "\n"), len(want))
 		}
-		var want []string
-		for _, w := range wantCrashed {
-			want = append(want, verb+w)
+		for i, w := range want {
+			if !strings.HasPrefix(got[i], w) {
+				t.Errorf("cleanup %q: %q, want %q...", args, got[i], w)
+			}
 		}
-		if got := about(cleanup(args...), crashed.name); strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("cleanup %q says of the crashed lab run:\n%s\nwant:\n%s", args, strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
+	}
+	// The unscoped dry run judges both (it removes nothing, so other
+	// tests' benches are safe); the real cleanups are scoped with --name.
+	dry := cleanup("--dry-run")
+	if got, want := about(dry, crashed.name), verbs(true, wantCrashed); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("cleanup --dry-run says of the crashed lab run:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	checkLive([]string{"--dry-run"}, dry)
+	if got := about(cleanup("--name", crashed.name), crashed.name); strings.Join(got, "\n") != strings.Join(wantCrashed, "\n") {
+		t.Errorf("cleanup says of the crashed lab run:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantCrashed, "\n"))
 	}
 	if left, _ := netns.List(topology.NamePrefix + crashed.name + "-"); len(left) != 0 {
 		t.Errorf("the crashed lab run's namespaces left after cleanup: %q", left)
 	}
-	t.Logf("6 cleanup commands took %v", time.Since(started).Round(time.Millisecond))
+	for _, args := range [][]string{{"--dry-run", "--all", "--name", live.name}, {"--name", live.name}, {"--all", "--name", live.name}} {
+		checkLive(args, cleanup(args...))
+	}
+	t.Logf("5 cleanup commands took %v", time.Since(started).Round(time.Millisecond))
 
 	// The live run still has all it had, and ends by itself with its report.
 	select {
