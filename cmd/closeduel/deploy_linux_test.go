@@ -76,31 +76,17 @@ func buildBusyBridge(t *testing.T, name string) *busyBridge {
 // response and closes first (so the client acknowledges the server's FIN).
 func serveTCP(t *testing.T, ns, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	serve(t, ns, addr, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			l, err := r.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				r := bufio.NewReader(c)
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-			}(c)
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
 }
 
 // serveUDPEcho echoes every datagram on addr in ns.
@@ -130,8 +116,8 @@ func httpRequests(t *testing.T, ns, addr string, n int) int {
 	t.Helper()
 	ok := 0
 	for i := 0; i < n; i++ {
-		var c net.Conn
-		if err := netns.Do(ns, func() (err error) { c, err = net.DialTimeout("tcp4", addr, 3*time.Second); return err }); err != nil {
+		c, err := dial(ns, addr, 3*time.Second)
+		if err != nil {
 			t.Errorf("dial %s from %s: %v", addr, ns, err)
 			continue
 		}
@@ -216,8 +202,8 @@ func wireCapture(t *testing.T, ns, filter string) func() []string {
 // and returns the samples by their full name with labels.
 func scrapeIn(t *testing.T, ns, addr string) map[string]float64 {
 	t.Helper()
-	var c net.Conn
-	if err := netns.Do(ns, func() (err error) { c, err = net.DialTimeout("tcp4", addr, 3*time.Second); return err }); err != nil {
+	c, err := dial(ns, addr, 3*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()

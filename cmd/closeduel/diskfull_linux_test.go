@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -16,8 +14,6 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/internal/roottest"
-	"github.com/closeduel/closeduel/netns"
-	"github.com/closeduel/closeduel/topology"
 )
 
 // TestRunOnAFullDiskSaysSoAndCounts runs closeduel with its log and
@@ -27,12 +23,7 @@ import (
 func TestRunOnAFullDiskSaysSoAndCounts(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
-	ctx := context.Background()
-	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("cf%d", os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
+	topo := newBench(t, "cf")
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "small")
 	os.Mkdir(logDir, 0o755)
@@ -40,33 +31,15 @@ func TestRunOnAFullDiskSaysSoAndCounts(t *testing.T) {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", logDir).Run() })
-	var ln net.Listener
-	if err := netns.Do(topo.Device, func() (err error) {
-		ln, err = net.Listen("tcp4", "192.168.100.99:80")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) { io.Copy(io.Discard, c); c.Close() }(c)
-		}
-	}()
+	serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) { io.Copy(io.Discard, c) })
 	sock := filepath.Join(dir, "ctl.sock")
-	cmd, out, done := startRun(t, bin, topo.Bridge, sock, "--log", filepath.Join(logDir, "v.jsonl"), "--pcap", filepath.Join(logDir, "c.pcapng"))
+	run := startRun(t, bin, topo.Bridge, sock, "--log", filepath.Join(logDir, "v.jsonl"), "--pcap", filepath.Join(logDir, "c.pcapng"))
 
 	// One connection sending small segments: each is a record in both
 	// files, so the 512 KiB fill within seconds.
-	var c net.Conn
-	if err := netns.Do(topo.Client, func() (err error) {
-		c, err = net.DialTimeout("tcp4", "192.168.100.99:80", 3*time.Second)
-		return err
-	}); err != nil {
+	out := run.out
+	c, err := dial(topo.Client, "192.168.100.99:80", 3*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
@@ -94,9 +67,9 @@ func TestRunOnAFullDiskSaysSoAndCounts(t *testing.T) {
 	if m == nil || string(m[1]) == "0" {
 		t.Fatalf("ctl status does not show the failed records:\n%s", status)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	run.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-run.done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("run did not stop:\n%s", out.String())
 	}

@@ -35,21 +35,9 @@ func TestHookNoneRecipe(t *testing.T) {
 			serveTCP(t, b.Device, hostB+":80")
 			serveTCP(t, b.D, otherD+":80")
 			logPath := filepath.Join(t.TempDir(), "v.jsonl")
-			cmd := netns.Command(context.Background(), b.Bridge, bin, "run", "--hook", "none", "--bridge", "br0",
+			run := startCloseduel(t, b.Bridge, "inline (rules left to you)", bin, "run", "--hook", "none", "--bridge", "br0",
 				"--host", hostA, "--host", hostB, "--queue", "9", "--control", "off", "--log", logPath)
-			var out syncBuffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			deadline := time.Now().Add(10 * time.Second)
-			for !strings.Contains(out.String(), "inline (rules left to you)") {
-				if time.Now().After(deadline) {
-					t.Fatalf("no recipe within 10 s:\n%s", out.String())
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			out := run.out
 			install, remove := recipeSections(out.String())
 			if len(install) != 4 || len(remove) != 3 {
 				t.Fatalf("recipe: %d install lines, %d remove lines:\n%s", len(install), len(remove), out.String())
@@ -85,9 +73,9 @@ func TestHookNoneRecipe(t *testing.T) {
 			if rules, err := netns.Output(context.Background(), b.Bridge, backend.v4, "-w", "-S"); err != nil || strings.Contains(rules, "CLOSEDUEL") {
 				t.Errorf("after the removal lines, %s -S: %v\n%s", backend.v4, err, rules)
 			}
-			cmd.Process.Signal(syscall.SIGTERM)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("closeduel run: %v\n%s", err, out.String())
+			run.Process.Signal(syscall.SIGTERM)
+			if <-run.done; run.exitErr != nil {
+				t.Fatalf("closeduel run: %v\n%s", run.exitErr, out.String())
 			}
 			data, err := os.ReadFile(logPath)
 			if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/internal/roottest"
-	"github.com/closeduel/closeduel/netns"
-	"github.com/closeduel/closeduel/topology"
 )
 
 // TestKill9UnderLoadBypassesAndTheNextRunStartsCleanly kills a run with
@@ -28,40 +25,16 @@ func TestKill9UnderLoadBypassesAndTheNextRunStartsCleanly(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
 	ctx := context.Background()
-	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("ck%d", os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
-	var ln net.Listener
-	if err := netns.Do(topo.Device, func() (err error) {
-		ln, err = net.Listen("tcp4", "192.168.100.99:80")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				b := make([]byte, 1)
-				if _, err := io.ReadFull(c, b); err == nil {
-					c.Write(b)
-				}
-			}(c)
+	topo := newBench(t, "ck")
+	serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) {
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err == nil {
+			c.Write(b)
 		}
-	}()
+	})
 	request := func() error {
-		var c net.Conn
-		if err := netns.Do(topo.Client, func() (err error) {
-			c, err = net.DialTimeout("tcp4", "192.168.100.99:80", 3*time.Second)
-			return err
-		}); err != nil {
+		c, err := dial(topo.Client, "192.168.100.99:80", 3*time.Second)
+		if err != nil {
 			return err
 		}
 		defer c.Close()
@@ -70,12 +43,12 @@ func TestKill9UnderLoadBypassesAndTheNextRunStartsCleanly(t *testing.T) {
 		if _, err := c.Write(b); err != nil {
 			return err
 		}
-		_, err := io.ReadFull(c, b)
+		_, err = io.ReadFull(c, b)
 		return err
 	}
 
 	sock := filepath.Join(t.TempDir(), "ctl.sock")
-	first, _, _ := startRun(t, bin, topo.Bridge, sock)
+	first := startRun(t, bin, topo.Bridge, sock)
 
 	// Four clients, each one request after another, noting when each
 	// request that succeeded had started and ended.
@@ -130,7 +103,8 @@ func TestKill9UnderLoadBypassesAndTheNextRunStartsCleanly(t *testing.T) {
 	}
 
 	// The next run on the same queue and socket.
-	second, out, secondDone := startRun(t, bin, topo.Bridge, sock)
+	second := startRun(t, bin, topo.Bridge, sock)
+	out := second.out
 	for i := range 5 {
 		if err := request(); err != nil {
 			t.Fatalf("request %d through the second run: %v\n%s", i, err, out.String())
@@ -138,7 +112,7 @@ func TestKill9UnderLoadBypassesAndTheNextRunStartsCleanly(t *testing.T) {
 	}
 	second.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-secondDone:
+	case <-second.done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("second run did not finish:\n%s", out.String())
 	}

@@ -20,38 +20,6 @@ import (
 	"github.com/closeduel/closeduel/topology"
 )
 
-// startRun starts closeduel run in the bench's bridge namespace and waits
-// until it is inline; the run is stopped at the end of the test. done is
-// closed when it has exited.
-func startRun(t *testing.T, bin, ns, sock string, extra ...string) (cmd *exec.Cmd, out *syncBuffer, done chan struct{}) {
-	t.Helper()
-	args := append([]string{"run", "--bridge", "br0", "--control", sock}, extra...)
-	cmd = netns.Command(context.Background(), ns, append([]string{bin}, args...)...)
-	out = &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done = make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "inline (iptables chain") {
-		if time.Now().After(deadline) {
-			t.Fatalf("closeduel run was not inline within 10 s:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cmd, out, done
-}
-
 // lines returns the lines of out that mention s.
 func lines(out, s string) []string {
 	var l []string
@@ -71,18 +39,14 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
 	ctx := context.Background()
-	name := fmt.Sprintf("cl%d", os.Getpid()%100000)
-	topo, err := topology.Build(ctx, topology.Config{Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
+	topo := newBench(t, "cl")
+	name := topo.Name
 	// Control sockets where cleanup looks: the live run's, and what a
 	// crashed run leaves (a socket file nobody listens on).
 	liveSock := filepath.Join(labStateDir, "test-"+name+".sock")
 	deadSock := filepath.Join(labStateDir, "test-"+name+"-crashed.sock")
 	t.Cleanup(func() { os.Remove(liveSock); os.Remove(deadSock) })
-	run, _, _ := startRun(t, bin, topo.Bridge, liveSock)
+	run := startRun(t, bin, topo.Bridge, liveSock)
 	ln, err := net.Listen("unix", deadSock)
 	if err != nil {
 		t.Fatal(err)
@@ -204,12 +168,8 @@ func TestCleanupDryRunMatchesWhatCleanupDoesWithALabUpBench(t *testing.T) {
 func TestSecondRunOnAQueueInUseSaysWho(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
-	topo, err := topology.Build(context.Background(), topology.Config{Name: fmt.Sprintf("cq%d", os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
-	first, _, _ := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
+	topo := newBench(t, "cq")
+	first := startRun(t, bin, topo.Bridge, filepath.Join(t.TempDir(), "ctl.sock"))
 	out, err := exec.Command(bin, "run", "--netns", topo.Bridge, "--hook", "none", "--control", "off", "--duration", "1s").CombinedOutput()
 	if err == nil {
 		t.Fatalf("the second run started:\n%s", out)
@@ -249,14 +209,10 @@ func TestRunRefusesToStartWithoutItsCapabilities(t *testing.T) {
 func TestControlSocketIsRootOnly(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
-	topo, err := topology.Build(context.Background(), topology.Config{Name: fmt.Sprintf("cs%d", os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
+	topo := newBench(t, "cs")
 	dir := filepath.Join(t.TempDir(), "ctl")
 	sock := filepath.Join(dir, "queue.sock")
-	run, _, _ := startRun(t, bin, topo.Bridge, sock)
+	run := startRun(t, bin, topo.Bridge, sock)
 	if ls := listeners(t, run.Process.Pid); len(ls) != 0 {
 		t.Errorf("run listens on %q without being asked", ls)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/closeduel/closeduel/control"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
-	"github.com/closeduel/closeduel/topology"
 )
 
 // TestReloadNeverBlocksTheRun: a rule file replaced by a FIFO and reloaded
@@ -33,35 +32,13 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
 	ctx := context.Background()
-	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("rl%d", os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
-	var ln net.Listener
-	if err := netns.Do(topo.Device, func() (err error) {
-		ln, err = net.Listen("tcp4", "192.168.100.99:80")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-			c.Close()
-		}
-	}()
+	topo := newBench(t, "rl")
+	serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
 	request := func() error {
-		var c net.Conn
-		if err := netns.Do(topo.Client, func() (err error) {
-			c, err = net.DialTimeout("tcp4", "192.168.100.99:80", 2*time.Second)
-			return err
-		}); err != nil {
+		c, err := dial(topo.Client, "192.168.100.99:80", 2*time.Second)
+		if err != nil {
 			return err
 		}
 		defer c.Close()
@@ -86,7 +63,8 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 			}
 			os.Remove(rulesPath)
 			os.WriteFile(rulesPath, []byte(beforeRules), 0o644)
-			run, out, exited := startRun(t, bin, topo.Bridge, sock, extra...)
+			run := startRun(t, bin, topo.Bridge, sock, extra...)
+			out := run.out
 			if !pipe {
 				zero := filepath.Join(dir, "zero")
 				os.Remove(zero)
@@ -147,7 +125,7 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 			start := time.Now()
 			run.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-exited:
+			case <-run.done:
 			case <-time.After(5 * time.Second):
 				t.Fatalf("run still going 5 s after SIGTERM:\n%s", out.String())
 			}

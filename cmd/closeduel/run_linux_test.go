@@ -1,60 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/internal/roottest"
-	"github.com/closeduel/closeduel/netns"
-	"github.com/closeduel/closeduel/topology"
 )
-
-// built is the closeduel binary the tests share: built once per test
-// binary run (a link takes seconds), removed by TestMain.
-var built struct {
-	once      sync.Once
-	dir, path string
-	err       error
-}
-
-// buildBinary builds closeduel once per test binary run and returns its
-// path.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		if built.dir, built.err = os.MkdirTemp("", "closeduel-test-"); built.err != nil {
-			return
-		}
-		built.path = filepath.Join(built.dir, "closeduel")
-		if out, err := exec.Command("go", "build", "-o", built.path, ".").CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.path
-}
-
-// removeBuiltBinary removes what buildBinary built.
-func removeBuiltBinary() {
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
-}
 
 // TestRunAsAUserWould runs the built binary inline between two namespaces,
 // makes HTTP requests through it, stops it with SIGTERM and checks the
@@ -69,66 +30,21 @@ func TestRunAsAUserWould(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	ctx := context.Background()
-	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("cm%d", os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
-
-	var ln net.Listener
-	if err := netns.Do(topo.Device, func() (err error) {
-		ln, err = net.Listen("tcp4", "192.168.100.99:80")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-			}(c)
-		}
-	}()
+	topo := newBench(t, "cm")
+	serveTCP(t, topo.Device, hostB+":80")
 
 	dir := t.TempDir()
 	logPath, pcapPath := filepath.Join(dir, "v.jsonl"), filepath.Join(dir, "c.pcapng")
-	cmd := netns.Command(ctx, topo.Bridge, bin, "run", "--bridge", "br0", "--log", logPath, "--pcap", pcapPath)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	started := time.Now()
+	run := startRun(t, bin, topo.Bridge, filepath.Join(dir, "ctl.sock"), "--log", logPath, "--pcap", pcapPath)
+	if d := time.Since(started); d > 5*time.Second {
+		t.Fatalf("closeduel run was inline only %v after it started, want within 5 s:\n%s", d.Round(time.Millisecond), run.out.String())
 	}
-	// Wait until run says it is inline: it prints that line only once the
-	// whole chain and the jump to it are in (a chain alone is not enough:
-	// traffic passes it by until the jump is inserted).
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "inline (iptables chain") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("closeduel run was not inline within 5 s:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	out := run.out
 	const requests = 5
 	for i := 0; i < requests; i++ {
-		var c net.Conn
-		if err := netns.Do(topo.Client, func() (err error) {
-			c, err = net.DialTimeout("tcp4", "192.168.100.99:80", 3*time.Second)
-			return err
-		}); err != nil {
+		c, err := dial(topo.Client, "192.168.100.99:80", 3*time.Second)
+		if err != nil {
 			t.Fatal(err)
 		}
 		c.SetDeadline(time.Now().Add(3 * time.Second))
@@ -140,9 +56,9 @@ func TestRunAsAUserWould(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("closeduel run: %v\n%s", err, out.String())
+	run.Process.Signal(syscall.SIGTERM)
+	if <-run.done; run.exitErr != nil {
+		t.Fatalf("closeduel run: %v\n%s", run.exitErr, out.String())
 	}
 	if left, err := bridgehook.Leftovers(ctx, topo.Bridge); err != nil || len(left) != 0 {
 		t.Fatalf("after exit: rules left %q (%v)", left, err)
@@ -193,23 +109,4 @@ func TestRunAsAUserWould(t *testing.T) {
 			t.Errorf("summary does not say %q:\n%s", want, out.String())
 		}
 	}
-}
-
-// syncBuffer is a strings.Builder the child process writes to while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

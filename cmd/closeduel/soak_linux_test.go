@@ -116,31 +116,9 @@ func TestSoak(t *testing.T) {
 	}
 	writeRules([]byte(soakMix))
 	logPath, sock := filepath.Join(dir, "v.jsonl"), filepath.Join(dir, "ctl.sock")
-	cmd := netns.Command(ctx, bridgeNS, bin, "run", "--bridge", "br0", "--rules", rulesPath, "--log", logPath, "--control", sock)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var runErr error
-	exited := make(chan struct{})
-	go func() { runErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "inline (iptables chain") {
-		if time.Now().After(deadline) {
-			t.Fatalf("closeduel run was not inline within 10 s:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	pid := cmd.Process.Pid // ip netns exec execs closeduel in place
+	run := startRun(t, bin, bridgeNS, sock, "--rules", rulesPath, "--log", logPath)
+	out := run.out
+	pid := run.Process.Pid // ip netns exec execs closeduel in place
 
 	work, stopWork := context.WithTimeout(ctx, total)
 	defer stopWork()
@@ -286,9 +264,9 @@ func TestSoak(t *testing.T) {
 
 	syscall.Kill(pid, syscall.SIGTERM)
 	select {
-	case <-exited:
-		if runErr != nil {
-			t.Errorf("closeduel run: %v", runErr)
+	case <-run.done:
+		if run.exitErr != nil {
+			t.Errorf("closeduel run: %v", run.exitErr)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("closeduel run still running 20 s after SIGTERM:\n%s", tail(out.String(), 2000))
