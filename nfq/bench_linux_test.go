@@ -195,6 +195,53 @@ func (m *memRecorder) snapshot() []recorded {
 	return append([]recorded(nil), m.events...)
 }
 
+// macs returns the MAC addresses of the client's and the device's hosts.
+func (b *testBench) macs(t *testing.T) (client, device net.HardwareAddr) {
+	t.Helper()
+	return macOf(t, b.topo.Client, topology.HostIface), macOf(t, b.topo.Device, topology.HostIface)
+}
+
+// macOf returns the MAC address of interface ifname in namespace ns.
+func macOf(t *testing.T, ns, ifname string) net.HardwareAddr {
+	t.Helper()
+	var mac net.HardwareAddr
+	if err := netns.Do(ns, func() error {
+		ifc, err := net.InterfaceByName(ifname)
+		if err == nil {
+			mac = ifc.HardwareAddr
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return mac
+}
+
+// sendFrames sends whole Ethernet frames, as they are, from the client's
+// interface to the MAC address dst through a packet socket: crafted
+// segments no stack would send.
+func (b *testBench) sendFrames(dst net.HardwareAddr, frames ...[]byte) error {
+	return netns.Do(b.topo.Client, func() error {
+		ifc, err := net.InterfaceByName(topology.HostIface)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
+		copy(sa.Addr[:], dst)
+		for _, f := range frames {
+			if err := unix.Sendto(fd, f, 0, sa); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // wire captures frames on one interface of a namespace with AF_PACKET.
 type wire struct {
 	fd     int

@@ -3,13 +3,9 @@ package nfq
 import (
 	"bytes"
 	"encoding/binary"
-	"net"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
 )
@@ -50,8 +46,7 @@ func TestRewriteKeepsABadChecksumBad(t *testing.T) {
 			if _, err := b.headRequest(80); err != nil { // learn the MACs
 				t.Fatal(err)
 			}
-			devMAC := macOf(t, b.topo.Device, topology.HostIface)
-			cliMAC := macOf(t, b.topo.Client, topology.HostIface)
+			cliMAC, devMAC := b.macs(t)
 			frame, err := segment.Build(nil, cliMAC, devMAC, &segment.Template{
 				Tuple: segment.Tuple{Src: mustAddrPort(clientIP + ":4444"), Dst: mustAddrPort(deviceIP + ":80")},
 				Flags: segment.ACK, Seq: 1, Ack: 1, Window: marker,
@@ -62,21 +57,7 @@ func TestRewriteKeepsABadChecksumBad(t *testing.T) {
 			csum := segment.EthernetHeaderLen + 20 + 16
 			good := binary.BigEndian.Uint16(frame[csum:])
 			binary.BigEndian.PutUint16(frame[csum:], good^0x00ff) // corrupt
-			err = netns.Do(b.topo.Client, func() error {
-				ifc, err := net.InterfaceByName(topology.HostIface)
-				if err != nil {
-					return err
-				}
-				fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-				if err != nil {
-					return err
-				}
-				defer unix.Close(fd)
-				sa := &unix.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
-				copy(sa.Addr[:], devMAC)
-				return unix.Sendto(fd, frame, 0, sa)
-			})
-			if err != nil {
+			if err := b.sendFrames(devMAC, frame); err != nil {
 				t.Fatal(err)
 			}
 			atDevice.waitQuiet(200 * time.Millisecond)

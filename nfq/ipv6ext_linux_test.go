@@ -2,13 +2,9 @@ package nfq
 
 import (
 	"encoding/binary"
-	"net"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
 )
@@ -21,8 +17,7 @@ import (
 func TestIPv6ExtensionHeadersReachTheRules(t *testing.T) {
 	b := newBench(t, dropFINs{})
 	atDevice := capture(t, b.topo.Bridge, topology.DevicePort)
-	devMAC := macOf(t, b.topo.Device, topology.HostIface)
-	cliMAC := macOf(t, b.topo.Client, topology.HostIface)
+	cliMAC, devMAC := b.macs(t)
 	exts := []struct {
 		code byte
 		hdr  []byte
@@ -52,44 +47,18 @@ func TestIPv6ExtensionHeadersReachTheRules(t *testing.T) {
 		frames = append(frames, out)
 	}
 	before := b.engine.Stats().Packets
-	err := netns.Do(b.topo.Client, func() error {
-		ifc, err := net.InterfaceByName(topology.HostIface)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		sa := &unix.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
-		copy(sa.Addr[:], devMAC)
-		for _, f := range frames {
-			if err := unix.Sendto(fd, f, 0, sa); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := b.sendFrames(devMAC, frames...); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for b.engine.Stats().Packets-before < uint64(len(frames)) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	dec, err := segment.NewDecoder(1) // Ethernet
-	if err != nil {
-		t.Fatal(err)
-	}
 	arrived := func() map[uint16]bool {
 		out := map[uint16]bool{}
-		atDevice.mu.Lock()
-		defer atDevice.mu.Unlock()
-		for _, f := range atDevice.frames {
-			var s segment.Segment
-			if dec.Decode(f.data, &s) == nil && s.Via&segment.ViaIPv6Ext != 0 {
-				out[s.Src.Port()] = true
+		for _, s := range atDevice.segments(t) {
+			if s.Seg.Via&segment.ViaIPv6Ext != 0 {
+				out[s.Seg.Src.Port()] = true
 			}
 		}
 		return out

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
@@ -310,8 +308,7 @@ func TestMalformedTCPIsPassedAndCounted(t *testing.T) {
 	if _, err := b.headRequest(80); err != nil {
 		t.Fatal(err)
 	}
-	devMAC := macOf(t, b.topo.Device, topology.HostIface)
-	cliMAC := macOf(t, b.topo.Client, topology.HostIface)
+	cliMAC, devMAC := b.macs(t)
 	frame, err := segment.Build(nil, cliMAC, devMAC, &segment.Template{
 		Tuple: segment.Tuple{Src: mustAddrPort(clientIP + ":4444"), Dst: mustAddrPort(deviceIP + ":80")},
 		Flags: segment.ACK, Seq: 1, Ack: 1, Window: 100,
@@ -321,21 +318,7 @@ func TestMalformedTCPIsPassedAndCounted(t *testing.T) {
 	}
 	frame[segment.EthernetHeaderLen+20+12] = 2 << 4 // TCP data offset 2: invalid
 	before := b.engine.Stats().Malformed
-	err = netns.Do(b.topo.Client, func() error {
-		ifc, err := net.InterfaceByName(topology.HostIface)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		sa := &unix.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
-		copy(sa.Addr[:], devMAC)
-		return unix.Sendto(fd, frame, 0, sa)
-	})
-	if err != nil {
+	if err := b.sendFrames(devMAC, frame); err != nil {
 		t.Fatal(err)
 	}
 	atDevice.waitQuiet(100 * time.Millisecond)
@@ -353,19 +336,4 @@ func TestMalformedTCPIsPassedAndCounted(t *testing.T) {
 	if passed != 1 {
 		t.Fatalf("malformed frame reached the device port %d times, want 1", passed)
 	}
-}
-
-func macOf(t *testing.T, ns, ifname string) net.HardwareAddr {
-	t.Helper()
-	var mac net.HardwareAddr
-	if err := netns.Do(ns, func() error {
-		ifc, err := net.InterfaceByName(ifname)
-		if err == nil {
-			mac = ifc.HardwareAddr
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return mac
 }

@@ -2,12 +2,9 @@ package nfq
 
 import (
 	"encoding/binary"
-	"net"
 	"os"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
@@ -37,8 +34,7 @@ func (dropFINs) Decide(p *Packet, dc *Decision) {
 func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	b := newBench(t, dropFINs{})
 	atDevice := capture(t, b.topo.Bridge, topology.DevicePort)
-	devMAC := macOf(t, b.topo.Device, topology.HostIface)
-	cliMAC := macOf(t, b.topo.Client, topology.HostIface)
+	cliMAC, devMAC := b.macs(t)
 	type sent struct {
 		port  uint16
 		flags segment.Flags
@@ -71,27 +67,7 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 		frames = append(frames, append(tagged, f[12:]...))
 		want = append(want, s)
 	}
-	send := func(frames [][]byte) error {
-		return netns.Do(b.topo.Client, func() error {
-			ifc, err := net.InterfaceByName(topology.HostIface)
-			if err != nil {
-				return err
-			}
-			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			sa := &unix.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
-			copy(sa.Addr[:], devMAC)
-			for _, f := range frames {
-				if err := unix.Sendto(fd, f, 0, sa); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
+	send := func(frames [][]byte) error { return b.sendFrames(devMAC, frames...) }
 	before := b.engine.Stats().Packets
 	if err := send(frames); err != nil {
 		t.Fatal(err)
@@ -114,18 +90,11 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	}
 	// The wire: what reached the device's port (5 802.1Q SYNs, 10 QinQ
 	// frames), waited for up to a few seconds under load.
-	dec, err := segment.NewDecoder(1) // Ethernet
-	if err != nil {
-		t.Fatal(err)
-	}
 	arrivals := func(ports func(uint16) bool) map[uint16]segment.Segment {
 		out := map[uint16]segment.Segment{}
-		atDevice.mu.Lock()
-		defer atDevice.mu.Unlock()
-		for _, f := range atDevice.frames {
-			var s segment.Segment
-			if dec.Decode(f.data, &s) == nil && s.Dst.Port() == 80 && ports(s.Src.Port()) {
-				out[s.Src.Port()] = s
+		for _, s := range atDevice.segments(t) {
+			if s.Seg.Dst.Port() == 80 && ports(s.Seg.Src.Port()) {
+				out[s.Seg.Src.Port()] = s.Seg
 			}
 		}
 		return out
@@ -187,14 +156,11 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	fins := 0
 	for end := time.Now().Add(3 * time.Second); fins == 0 && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		fins = 0
-		atDevice.mu.Lock()
-		for _, f := range atDevice.frames {
-			var s segment.Segment
-			if dec.Decode(f.data, &s) == nil && s.Src.Port() == want[1].port {
+		for _, s := range atDevice.segments(t) {
+			if s.Seg.Src.Port() == want[1].port {
 				fins++
 			}
 		}
-		atDevice.mu.Unlock()
 	}
 	if fins != 1 {
 		t.Errorf("with bridge-nf-filter-vlan-tagged=0 the tagged FIN reached the device port %d times, want 1 (unqueued)", fins)
