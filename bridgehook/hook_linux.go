@@ -127,7 +127,8 @@ func (h *Hook) RemoveCounting() (uint64, error) {
 	}
 	var errs []error
 	for _, bin := range h.families {
-		errs = append(errs, removeJumps(context.Background(), h.cfg.NetNS, bin, h.cfg.Chain()))
+		_, err := removeJumps(context.Background(), h.cfg.NetNS, bin, h.cfg.Chain())
+		errs = append(errs, err)
 	}
 	n, err := h.Matched()
 	errs = append(errs, err)
@@ -154,11 +155,12 @@ func matched(ctx context.Context, ns, bin, chain string) (uint64, error) {
 	return n, nil
 }
 
-// removeJumps deletes every FORWARD rule that jumps to chain.
-func removeJumps(ctx context.Context, ns, bin, chain string) error {
+// removeJumps deletes every FORWARD rule that jumps to chain. listed is
+// false when FORWARD could not be listed (then nothing was deleted).
+func removeJumps(ctx context.Context, ns, bin, chain string) (listed bool, err error) {
 	out, err := netns.Output(ctx, ns, bin, "-w", "-S", "FORWARD")
 	if err != nil {
-		return fmt.Errorf("bridgehook: list FORWARD: %w", err)
+		return false, fmt.Errorf("bridgehook: list FORWARD: %w", err)
 	}
 	var errs []error
 	for _, line := range strings.Split(out, "\n") {
@@ -171,31 +173,17 @@ func removeJumps(ctx context.Context, ns, bin, chain string) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
 }
 
 // removeChain deletes every FORWARD rule that jumps to chain, then flushes
 // and deletes chain. A chain that does not exist is not an error.
 func removeChain(ctx context.Context, ns, bin, chain string) error {
-	out, err := netns.Output(ctx, ns, bin, "-w", "-S", "FORWARD")
-	if err != nil {
-		return fmt.Errorf("bridgehook: list FORWARD: %w", err)
+	listed, err := removeJumps(ctx, ns, bin, chain)
+	if listed && chainExists(ctx, ns, bin, chain) {
+		err = errors.Join(err, ipt(ctx, ns, bin, "-F", chain), ipt(ctx, ns, bin, "-X", chain))
 	}
-	var errs []error
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "-A" || !jumpsTo(f, chain) {
-			continue
-		}
-		f[0] = "-D"
-		if err := ipt(ctx, ns, bin, unquote(f)...); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if chainExists(ctx, ns, bin, chain) {
-		errs = append(errs, ipt(ctx, ns, bin, "-F", chain), ipt(ctx, ns, bin, "-X", chain))
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 func jumpsTo(fields []string, chain string) bool {
