@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +18,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/closeduel/closeduel/analysis"
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/capturetest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
@@ -59,35 +57,11 @@ type wireSegment struct {
 // readCapture returns the TCP segments of an Ethernet pcapng.
 func readCapture(t *testing.T, path string) []wireSegment {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	dec, err := segment.NewDecoder(layers.LinkTypeEthernet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []wireSegment
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		var ws wireSegment
-		if dec.Decode(data, &ws.seg) != nil {
-			continue
-		}
-		ws.at = ci.Timestamp
+	for _, cs := range capturetest.Read(t, path) {
+		ws := wireSegment{seg: cs.Seg, at: cs.At}
 		off := 14 + ws.seg.IPHeaderLen + ws.seg.TCPHeaderLen
-		ws.payload = append([]byte(nil), data[off:off+ws.seg.PayloadLen]...)
+		ws.payload = append([]byte(nil), cs.Data[off:off+ws.seg.PayloadLen]...)
 		out = append(out, ws)
 	}
 	return out

@@ -2,20 +2,15 @@ package rules
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/closeduel/closeduel/analysis"
+	"github.com/closeduel/closeduel/internal/capturetest"
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/segment"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // reuseProbe marks every segment the rules' reuses-tuple condition holds for.
@@ -73,51 +68,7 @@ func TestRulesAndReportAgreeOnReuse(t *testing.T) {
 // would, at its capture time.
 func replayCapture(t *testing.T, path string, fn func(*nfq.Packet)) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var next func() ([]byte, time.Time, error)
-	var link layers.LinkType
-	if strings.HasSuffix(path, ".pcapng") {
-		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		link = r.LinkType()
-		next = func() ([]byte, time.Time, error) {
-			d, ci, err := r.ReadPacketData()
-			return d, ci.Timestamp, err
-		}
-	} else {
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		link = r.LinkType()
-		next = func() ([]byte, time.Time, error) {
-			d, ci, err := r.ReadPacketData()
-			return d, ci.Timestamp, err
-		}
-	}
-	dec, err := segment.NewDecoder(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		data, at, err := next()
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := nfq.Packet{Time: at, Data: data}
-		if dec.Decode(data, &p.Seg) != nil {
-			continue
-		}
-		p.TCP = true
-		fn(&p)
+	for _, cs := range capturetest.Read(t, path) {
+		fn(&nfq.Packet{Time: cs.At, Data: cs.Data, Seg: cs.Seg, TCP: true})
 	}
 }

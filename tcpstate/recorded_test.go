@@ -3,18 +3,15 @@ package tcpstate
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/closeduel/closeduel/internal/capturetest"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/google/go-cmp/cmp"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // The recorded close sequences are the lab captures kept, with how each
@@ -47,51 +44,9 @@ type replay struct {
 // drop).
 func replayCapture(t *testing.T, path string, stacks func(netip.AddrPort) Stack, lost func(*segment.Segment, []byte) bool) *replay {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var next func() ([]byte, time.Time, error)
-	var link layers.LinkType
-	if strings.HasSuffix(path, ".pcapng") {
-		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		link = r.LinkType()
-		next = func() ([]byte, time.Time, error) {
-			d, ci, err := r.ReadPacketData()
-			return d, ci.Timestamp, err
-		}
-	} else {
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		link = r.LinkType()
-		next = func() ([]byte, time.Time, error) {
-			d, ci, err := r.ReadPacketData()
-			return d, ci.Timestamp, err
-		}
-	}
-	dec, err := segment.NewDecoder(link)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rp := &replay{tr: New(Config{Stack: stacks}), byID: map[uint64]*connSummary{}}
-	for {
-		data, at, err := next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s segment.Segment
-		if err := dec.Decode(data, &s); err != nil {
-			continue
-		}
+	for _, cs := range capturetest.Read(t, path) {
+		s, data, at := cs.Seg, cs.Data, cs.At
 		r := rp.tr.Sent(&s, at)
 		c := r.Conn
 		sum := rp.byID[c.ID]

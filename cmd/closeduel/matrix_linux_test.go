@@ -4,18 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"testing"
 
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
-
+	"github.com/closeduel/closeduel/internal/capturetest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/lab"
 	"github.com/closeduel/closeduel/rules"
@@ -164,33 +160,10 @@ func TestLibraryMatrix(t *testing.T) {
 // device FIN".
 func countWire(t *testing.T, path string) map[string]int {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	dec, err := segment.NewDecoder(layers.LinkTypeEthernet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	counts := map[string]int{}
 	devFIN := map[uint16]segment.Seq{} // by client port: the end of the device's FIN
-	var s segment.Segment
-	for {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if dec.Decode(data, &s) != nil {
-			continue
-		}
+	for _, cs := range capturetest.Read(t, path) {
+		s := cs.Seg
 		who := "client"
 		if s.Src.Port() == lab.DefaultPort {
 			who = "device"
