@@ -93,3 +93,18 @@ func parseNetlink(text string) map[uint32]uint64 {
 	}
 	return m
 }
+
+// exited reports whether a /proc/<pid>/stat line, "pid (comm) S ...",
+// is a process that has exited: zombie (Z) or dead (X). The command name
+// may hold spaces and parentheses: the state follows the last ")".
+func exited(stat string) bool {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return false
+	}
+	switch stat[i+2] {
+	case 'Z', 'X', 'x':
+		return true
+	}
+	return false
+}

@@ -88,13 +88,21 @@ func socketOwners() map[uint64]int {
 	return m
 }
 
-// Alive reports whether process pid exists.
+// Alive reports whether process pid exists and has not exited: a zombie
+// (dead, not yet reaped by its parent) is not alive, though kill(pid, 0)
+// still finds it.
 func Alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
+	if err := unix.Kill(pid, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	return !exited(string(b))
 }
 
 // Capability is a Linux capability closeduel needs.

@@ -22,3 +22,23 @@ func TestParseQueuesAndNetlink(t *testing.T) {
 		t.Errorf("netlink (-want +got):\n%s", diff)
 	}
 }
+
+func TestExited(t *testing.T) {
+	for _, tc := range []struct {
+		stat string
+		want bool
+	}{
+		{"1234 (closeduel) S 1 1234 1234 0 -1", false},
+		{"1234 (closeduel) R 1 1234 1234 0 -1", false},
+		{"1234 (closeduel) Z 1 1234 1234 0 -1", true},
+		{"1234 (closeduel) X 1 1234 1234 0 -1", true},
+		{"1234 (a) Z (b)) S 1 1234 1234 0 -1", false},
+		{"1234 (a) S (b)) Z 1 1234 1234 0 -1", true},
+		{"", false},
+		{"1234 (x)", false},
+	} {
+		if got := exited(tc.stat); got != tc.want {
+			t.Errorf("exited(%q) = %v, want %v", tc.stat, got, tc.want)
+		}
+	}
+}

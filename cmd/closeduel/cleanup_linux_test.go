@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
@@ -38,10 +40,19 @@ func startLab(t *testing.T, bin string, quiet time.Duration) *labRun {
 		t.Fatal(err)
 	}
 	r.name = fmt.Sprintf("l%d", cmd.Process.Pid)
-	go func() { cmd.Wait(); close(r.done) }()
+	// done is closed when it has exited, before it is reaped (cmd.Wait):
+	// an unreaped dead lab is one cleanup must see as gone while other
+	// labs' sweeps (kill(pid, 0)) leave its namespaces alone.
+	go func() {
+		var info unix.Siginfo
+		for unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
+		close(r.done)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-r.done
+		cmd.Wait()
 		for _, n := range lab3(r.name) {
 			netns.Delete(n)
 		}
@@ -92,6 +103,7 @@ func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
 	// one, whose 10 s of quiet start once it is inline.
 	crashed := startLab(t, bin, time.Minute)
 	live := startLab(t, bin, 10*time.Second)
+	// Killed and not reaped: dead, and kept from other labs' sweeps.
 	crashed.cmd.Process.Signal(syscall.SIGKILL)
 	<-crashed.done
 	started := time.Now()
@@ -118,11 +130,10 @@ func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
 		return out
 	}
 
-	// The crashed run: what it left (looked at first: another package's
-	// lab sweeps dead lab runs' namespaces when it starts).
+	// The crashed run: what it left.
 	for _, n := range lab3(crashed.name) {
 		if !netns.Exists(n) {
-			t.Fatalf("the crashed lab run left no namespace %s (a concurrent lab's sweep?)", n)
+			t.Fatalf("the crashed lab run left no namespace %s ", n)
 		}
 	}
 	if got := labChains(t, crashed.name); strings.Join(got, ", ") != "iptables CLOSEDUEL-7" {
@@ -191,6 +202,7 @@ func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the live lab run did not end:\n%s", live.out.String())
 	}
+	live.cmd.Wait()
 	if code := live.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("the live lab run exited %d:\n%s", code, live.out.String())
 	}
