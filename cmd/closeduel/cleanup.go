@@ -74,11 +74,11 @@ func carryOut(items []cleanupItem, dry bool, out io.Writer) error {
 	if len(items) == 0 {
 		fmt.Fprintln(out, "nothing to clean: no closeduel chain, control socket or namespace")
 	} else {
-		verb := "removed"
+		rm, kp := "removed", "kept"
 		if dry {
-			verb = "would remove"
+			rm, kp = "would remove", "would keep"
 		}
-		fmt.Fprintf(out, "found %s: %s %d, kept %d in use by live runs or of unknown owner\n", foundSummary(items), verb, removed, kept)
+		fmt.Fprintf(out, "found %s: %s %d, %s %d (in use by live runs, or of unknown owner)\n", foundSummary(items), rm, removed, kp, kept)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("cleanup: %w", errors.Join(errs...))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -185,6 +186,18 @@ func TestCleanupDecisions(t *testing.T) {
 			},
 		},
 		{
+			name: "a live run in a bench of unknown owner, without --all: its other namespaces said to be its",
+			host: fakeHost{
+				queues: map[string][]runstate.Queue{"cd-demo-bridge": bound(7, livePid)},
+				names:  lab3("demo"),
+			},
+			want: []string{
+				"keep namespace cd-demo-bridge: live run inside: queue 7 is bound by pid 9000001",
+				"keep namespace cd-demo-client: a live run's bench: cd-demo-bridge has queue 7 bound by pid 9000001",
+				"keep namespace cd-demo-device: a live run's bench: cd-demo-bridge has queue 7 bound by pid 9000001",
+			},
+		},
+		{
 			name: "queues unreadable: kept",
 			host: fakeHost{
 				chains: map[string][]string{"cd-l9000002-bridge": {"iptables CLOSEDUEL-7"}},
@@ -280,6 +293,9 @@ func TestCleanupDecisions(t *testing.T) {
 			sort.Strings(h.removed)
 			if diff := cmp.Diff(wantRemoved, h.removed); diff != "" {
 				t.Errorf("removed (-dry run said +done):\n%s", diff)
+			}
+			if len(items) > 0 && !strings.Contains(dry.String(), fmt.Sprintf("would remove %d, would keep %d (", len(wantRemoved)-len(tc.alsoGone), len(items)-len(wantRemoved)+len(tc.alsoGone))) {
+				t.Errorf("dry run does not count what it would remove and keep:\n%s", dry.String())
 			}
 			if want := strings.NewReplacer("would keep", "kept", "would remove", "removed").Replace(dry.String()); real.String() != want {
 				t.Errorf("cleanup said:\n%s\nits dry run:\n%s", real.String(), dry.String())

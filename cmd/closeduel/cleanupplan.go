@@ -156,7 +156,7 @@ func cleanupPlan(ctx context.Context, h cleanupHost, scope cleanupScope) ([]clea
 			}
 		}
 		it := judgeNamespace(h, n, queues[i], scope, benches)
-		if why, ok := live[benchOf(n)]; ok && !it.keep && it.unknownOwner {
+		if why, ok := live[benchOf(n)]; ok && it.unknownOwner {
 			it.keep, it.why, it.remove = true, "a live run's bench: "+why, nil
 		}
 		items = append(items, it)
