@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/topology"
@@ -39,7 +39,6 @@ const (
 type labBench struct {
 	t    *testing.T
 	topo *topology.Topology
-	ln   net.Listener
 }
 
 func newLabBench(t *testing.T, tag string) *labBench {
@@ -49,12 +48,7 @@ func newLabBench(t *testing.T, tag string) *labBench {
 		t.Fatalf("tcpdump is needed to capture: %v", err)
 	}
 	name := fmt.Sprintf("an%s%d", tag, os.Getpid()%10000)
-	topo, err := topology.Build(context.Background(), topology.Config{Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
-	return &labBench{t: t, topo: topo}
+	return &labBench{t: t, topo: benchtest.Topology(t, name)}
 }
 
 // sysctl sets a sysctl inside a namespace.
@@ -79,23 +73,7 @@ func (b *labBench) run(ns string, argv ...string) {
 // connection.
 func (b *labBench) listen(serve func(net.Conn)) {
 	b.t.Helper()
-	err := netns.Do(b.topo.Device, func() (err error) {
-		b.ln, err = net.Listen("tcp4", net.JoinHostPort(labDevice, fmt.Sprint(labPort)))
-		return err
-	})
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Cleanup(func() { b.ln.Close() })
-	go func() {
-		for {
-			c, err := b.ln.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c)
-		}
-	}()
+	benchtest.Serve(b.t, b.topo.Device, net.JoinHostPort(labDevice, fmt.Sprint(labPort)), serve)
 }
 
 // dial connects from the client namespace, from localPort when not 0.
@@ -122,7 +100,7 @@ func (b *labBench) capture(path string) (stop func()) {
 	b.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := netns.Command(ctx, b.topo.Bridge, "tcpdump", "-i", topology.BridgeName, "-w", path, "-s", "128", "-U", "-n", "tcp")
-	var stderr syncBuffer
+	var stderr benchtest.Buffer
 	cmd.Stderr = &stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	if err := cmd.Start(); err != nil {
@@ -148,23 +126,6 @@ func (b *labBench) capture(path string) (stop func()) {
 	}
 	b.t.Cleanup(stop)
 	return stop
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // headServer answers one request line with a short response and waits for

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
@@ -56,19 +57,14 @@ func newBenchWith(t *testing.T, cfg Config) *testBench {
 	roottest.Require(t)
 	ctx := context.Background()
 	name := fmt.Sprintf("nq%d-%d", os.Getpid()%100000, benchSeq.Add(1))
-	topo, err := topology.Build(ctx, topology.Config{Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
+	topo := benchtest.Topology(t, name) // removed after the engine stops
 	b := &testBench{topo: topo, rec: &memRecorder{}, done: make(chan error, 1)}
 	t.Cleanup(func() {
 		if err := b.stop(); err != nil {
 			t.Errorf("stop: %v", err)
 		}
-		if err := topo.Close(); err != nil {
-			t.Errorf("topology close: %v", err)
-		}
 	})
+	var err error
 	b.hookC = bridgehook.Config{NetNS: topo.Bridge, Queue: 7, Bridge: topology.BridgeName}
 	b.hook, err = bridgehook.Install(ctx, b.hookC)
 	if err != nil {
@@ -118,12 +114,7 @@ func (b *testBench) listen(t *testing.T, port int) net.Listener {
 
 // dial connects from the client namespace.
 func (b *testBench) dial(port int) (net.Conn, error) {
-	var c net.Conn
-	err := netns.Do(b.topo.Client, func() (err error) {
-		c, err = net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", deviceIP, port), 3*time.Second)
-		return err
-	})
-	return c, err
+	return benchtest.Dial(b.topo.Client, fmt.Sprintf("%s:%d", deviceIP, port), 3*time.Second)
 }
 
 // serveHTTPClose answers each request line block with a short 200 and

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
@@ -170,11 +171,7 @@ func TestFullHoldTableKeepsTrafficFlowingAndCounts(t *testing.T) {
 func TestGroupSpreadsConnectionsOverTwoQueues(t *testing.T) {
 	roottest.Require(t)
 	ctx := context.Background()
-	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("ng%d", os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
+	topo := benchtest.Topology(t, fmt.Sprintf("ng%d", os.Getpid()%100000))
 	hc := bridgehook.Config{NetNS: topo.Bridge, Queue: 7, Bridge: topology.BridgeName, Queues: 2}
 	hook, err := bridgehook.Install(ctx, hc)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/nfq"
@@ -100,11 +101,7 @@ func startBench(t *testing.T, experiment string, sysctls []string, serve func(ne
 	roottest.Require(t)
 	benchSeq++
 	ctx := context.Background()
-	topo, err := topology.Build(ctx, topology.Config{Name: fmt.Sprintf("r%d%c", os.Getpid()%100000, 'a'+benchSeq%26)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
+	topo := benchtest.Topology(t, fmt.Sprintf("r%d%c", os.Getpid()%100000, 'a'+benchSeq%26))
 	for _, ns := range []string{topo.Client, topo.Device} {
 		for _, s := range sysctls {
 			key, value, _ := strings.Cut(s, "=")
@@ -116,23 +113,7 @@ func startBench(t *testing.T, experiment string, sysctls []string, serve func(ne
 		}
 	}
 
-	var ln net.Listener
-	if err := netns.Do(topo.Device, func() (err error) {
-		ln, err = net.Listen("tcp4", "192.168.100.99:80")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c)
-		}
-	}()
+	benchtest.Serve(t, topo.Device, "192.168.100.99:80", serve)
 
 	f, err := rules.LoadLibrary(experiment)
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/topology"
 )
 
-// The real-kernel tests of cmd/closeduel share this bench: the built
-// binary, a topology of their own, a server in a namespace, a dial from
-// one, and a closeduel process started and waited for until it is inline.
+// The real-kernel tests of cmd/closeduel add to internal/benchtest's bench
+// the built binary and a closeduel process started and waited for until it
+// is inline.
 
 // built is the closeduel binary the tests share: built once per test
 // binary run (a link takes seconds), removed by TestMain.
@@ -59,39 +59,7 @@ func removeBuiltBinary() {
 // prefix and this process's pid, removed at the end of the test.
 func newBench(t *testing.T, prefix string) *topology.Topology {
 	t.Helper()
-	topo, err := topology.Build(context.Background(), topology.Config{Name: fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Close() })
-	return topo
-}
-
-// serve accepts connections on addr in namespace ns until the end of the
-// test; each is handled by handle in its own goroutine, then closed.
-func serve(t *testing.T, ns, addr string, handle func(net.Conn)) {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); handle(c) }()
-		}
-	}()
-}
-
-// dial connects from namespace ns to the TCP address addr.
-func dial(ns, addr string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := netns.Do(ns, func() (err error) { c, err = net.DialTimeout("tcp4", addr, timeout); return err })
-	return c, err
+	return benchtest.Topology(t, fmt.Sprintf("%s%d", prefix, os.Getpid()%100000))
 }
 
 // liveRun is a closeduel process started by startRun or startCloseduel:
@@ -99,7 +67,7 @@ func dial(ns, addr string, timeout time.Duration) (net.Conn, error) {
 // exited (exitErr then holds what Wait returned).
 type liveRun struct {
 	*exec.Cmd
-	out     *syncBuffer
+	out     *benchtest.Buffer
 	done    chan struct{}
 	exitErr error
 }
@@ -120,7 +88,7 @@ func startRun(t *testing.T, bin, ns, sock string, extra ...string) *liveRun {
 // killed if still going 10 s later.
 func startCloseduel(t *testing.T, ns, ready string, argv ...string) *liveRun {
 	t.Helper()
-	r := &liveRun{Cmd: netns.Command(context.Background(), ns, argv...), out: &syncBuffer{}, done: make(chan struct{})}
+	r := &liveRun{Cmd: netns.Command(context.Background(), ns, argv...), out: &benchtest.Buffer{}, done: make(chan struct{})}
 	r.Stdout, r.Stderr = r.out, r.out
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
@@ -143,23 +111,4 @@ func startCloseduel(t *testing.T, ns, ready string, argv ...string) *liveRun {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return r
-}
-
-// syncBuffer is a strings.Builder the child process writes to while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/topology"
@@ -22,7 +23,7 @@ import (
 // labRun is a closeduel lab started in the background.
 type labRun struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *benchtest.Buffer
 	done chan struct{}
 	name string // its namespaces' name part, l<pid>
 }
@@ -34,7 +35,7 @@ func startLab(t *testing.T, bin string, quiet time.Duration) *labRun {
 	t.Helper()
 	cmd := exec.Command(bin, "lab", "--device", "linux", "--schedule", "1x100ms", "--quiet", quiet.String(),
 		"--runs", t.TempDir(), "--experiment", "cleanup-test")
-	r := &labRun{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	r := &labRun{cmd: cmd, out: &benchtest.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = r.out, r.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

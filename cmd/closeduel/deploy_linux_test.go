@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/topology"
@@ -76,7 +77,7 @@ func buildBusyBridge(t *testing.T, name string) *busyBridge {
 // response and closes first (so the client acknowledges the server's FIN).
 func serveTCP(t *testing.T, ns, addr string) {
 	t.Helper()
-	serve(t, ns, addr, func(c net.Conn) {
+	benchtest.Serve(t, ns, addr, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		r := bufio.NewReader(c)
 		for {
@@ -116,7 +117,7 @@ func httpRequests(t *testing.T, ns, addr string, n int) int {
 	t.Helper()
 	ok := 0
 	for i := 0; i < n; i++ {
-		c, err := dial(ns, addr, 3*time.Second)
+		c, err := benchtest.Dial(ns, addr, 3*time.Second)
 		if err != nil {
 			t.Errorf("dial %s from %s: %v", addr, ns, err)
 			continue
@@ -202,7 +203,7 @@ func wireCapture(t *testing.T, ns, filter string) func() []string {
 // and returns the samples by their full name with labels.
 func scrapeIn(t *testing.T, ns, addr string) map[string]float64 {
 	t.Helper()
-	c, err := dial(ns, addr, 3*time.Second)
+	c, err := benchtest.Dial(ns, addr, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func TestDeployOnABusyBridge(t *testing.T) {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v[0])
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr benchtest.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 )
 
@@ -31,14 +32,14 @@ func TestRunOnAFullDiskSaysSoAndCounts(t *testing.T) {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", logDir).Run() })
-	serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) { io.Copy(io.Discard, c) })
+	benchtest.Serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) { io.Copy(io.Discard, c) })
 	sock := filepath.Join(dir, "ctl.sock")
 	run := startRun(t, bin, topo.Bridge, sock, "--log", filepath.Join(logDir, "v.jsonl"), "--pcap", filepath.Join(logDir, "c.pcapng"))
 
 	// One connection sending small segments: each is a record in both
 	// files, so the 512 KiB fill within seconds.
 	out := run.out
-	c, err := dial(topo.Client, "192.168.100.99:80", 3*time.Second)
+	c, err := benchtest.Dial(topo.Client, "192.168.100.99:80", 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

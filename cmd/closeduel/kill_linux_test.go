@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 )
 
@@ -26,14 +27,14 @@ func TestKill9UnderLoadBypassesAndTheNextRunStartsCleanly(t *testing.T) {
 	bin := buildBinary(t)
 	ctx := context.Background()
 	topo := newBench(t, "ck")
-	serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) {
+	benchtest.Serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) {
 		b := make([]byte, 1)
 		if _, err := io.ReadFull(c, b); err == nil {
 			c.Write(b)
 		}
 	})
 	request := func() error {
-		c, err := dial(topo.Client, "192.168.100.99:80", 3*time.Second)
+		c, err := benchtest.Dial(topo.Client, "192.168.100.99:80", 3*time.Second)
 		if err != nil {
 			return err
 		}

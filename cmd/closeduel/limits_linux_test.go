@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,7 +130,7 @@ func TestBlockingReadsEndOnSIGINT(t *testing.T) {
 				defer r.Close()
 				cmd.Stdin = r
 			}
-			var out syncBuffer
+			var out benchtest.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/control"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/netns"
 )
@@ -33,11 +34,11 @@ func TestReloadNeverBlocksTheRun(t *testing.T) {
 	bin := buildBinary(t)
 	ctx := context.Background()
 	topo := newBench(t, "rl")
-	serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) {
+	benchtest.Serve(t, topo.Device, "192.168.100.99:80", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	})
 	request := func() error {
-		c, err := dial(topo.Client, "192.168.100.99:80", 2*time.Second)
+		c, err := benchtest.Dial(topo.Client, "192.168.100.99:80", 2*time.Second)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/bridgehook"
+	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
 )
 
@@ -43,7 +44,7 @@ func TestRunAsAUserWould(t *testing.T) {
 	out := run.out
 	const requests = 5
 	for i := 0; i < requests; i++ {
-		c, err := dial(topo.Client, "192.168.100.99:80", 3*time.Second)
+		c, err := benchtest.Dial(topo.Client, "192.168.100.99:80", 3*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
