@@ -2,6 +2,7 @@ package runstate
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,4 +151,40 @@ func Missing(caps ...Capability) ([]Capability, error) {
 		}
 	}
 	return miss, nil
+}
+
+// NamespaceUsers maps the inode of each network namespace to the
+// processes one of whose threads is in it (a thread that entered a named
+// namespace with setns counts), this process excepted.
+func NamespaceUsers() map[uint64][]int {
+	m := map[uint64][]int{}
+	self := os.Getpid()
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		tasks, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "task"))
+		seen := map[uint64]bool{}
+		for _, task := range tasks {
+			var st unix.Stat_t
+			if unix.Stat(filepath.Join("/proc", p.Name(), "task", task.Name(), "ns", "net"), &st) != nil || seen[st.Ino] {
+				continue
+			}
+			seen[st.Ino] = true
+			m[st.Ino] = append(m[st.Ino], pid)
+		}
+	}
+	return m
+}
+
+// NamespaceInode returns the inode of the network namespace bound at path
+// (/run/netns/NAME), the key of NamespaceUsers.
+func NamespaceInode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("runstate: %w", err)
+	}
+	return st.Ino, nil
 }

@@ -34,3 +34,9 @@ var (
 
 // Missing returns errors.ErrUnsupported.
 func Missing(...Capability) ([]Capability, error) { return nil, errUnsupported }
+
+// NamespaceUsers finds nothing.
+func NamespaceUsers() map[uint64][]int { return nil }
+
+// NamespaceInode returns errors.ErrUnsupported.
+func NamespaceInode(string) (uint64, error) { return 0, errUnsupported }

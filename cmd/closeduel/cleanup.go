@@ -21,7 +21,8 @@ has bound in its namespace, a control socket nobody answers on, the namespaces o
 a lab run whose process is gone or of a lab up bench whose device server is gone.
 A live run's chain, socket or namespaces are never touched (stop the run, or
 closeduel lab down). Namespaces whose owner cannot be told (not a lab run's, not a
-lab up bench's) are kept unless --all, and never while a queue is bound in them.
+lab up bench's) are kept unless --all, and never while a queue is bound or a
+process is inside one of their bench's namespaces.
 --name limits the namespaces (and pid files) looked into to one bench's, cd-NAME-*.
 --dry-run says exactly what the same command without it would do, and does nothing.` + examples(
 			"closeduel cleanup --dry-run",
@@ -36,7 +37,7 @@ lab up bench's) are kept unless --all, and never while a queue is bound in them.
 		},
 		Action: func(c *cli.Context) error {
 			scope := cleanupScope{netns: c.String("netns"), name: c.String("name"), all: c.Bool("all"), stateDir: labStateDir}
-			items, err := cleanupPlan(c.Context, systemHost{}, scope)
+			items, err := cleanupPlan(c.Context, &systemHost{}, scope)
 			if err != nil {
 				return fmt.Errorf("cleanup: %w", err)
 			}

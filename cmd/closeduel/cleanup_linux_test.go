@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/closeduel/closeduel/bridgehook"
@@ -218,5 +219,57 @@ func TestCleanupNeverTouchesALiveLabRunAndRemovesACrashedOnes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(labStateDir, "lab-"+live.name+".pid")); err == nil {
 		t.Errorf("a pid file for the lab run")
+	}
+}
+
+// TestCleanupAllKeepsABenchWithAProcessInside: --all removes closeduel
+// namespaces of unknown owner, but not while a process is inside one of
+// a bench's namespaces (another test's server, a run's helper); once it
+// is gone, --all removes the bench.
+func TestCleanupAllKeepsABenchWithAProcessInside(t *testing.T) {
+	roottest.Require(t)
+	bin := buildBinary(t)
+	name := fmt.Sprintf("ci%d", os.Getpid()%100000)
+	topo, err := topology.Build(context.Background(), topology.Config{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Close() })
+	sleep := netns.Command(context.Background(), topo.Device, "sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	cleanup := func(args ...string) []string {
+		t.Helper()
+		out, err := exec.Command(bin, append([]string{"cleanup", "--all", "--name", name}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cleanup --all %q: %v\n%s", args, err, out)
+		}
+		return lines(string(out), "namespace ")
+	}
+	inside := fmt.Sprintf("pid %d (sleep 60)", sleep.Process.Pid)
+	want := []string{
+		"kept namespace " + topo.Bridge + ": a live run's bench: " + topo.Device + " has " + inside + " inside",
+		"kept namespace " + topo.Client + ": a live run's bench: " + topo.Device + " has " + inside + " inside",
+		"kept namespace " + topo.Device + ": in use: " + inside + " is inside",
+	}
+	if diff := cmp.Diff(want, cleanup()); diff != "" {
+		t.Errorf("cleanup --all with a process inside (-want +got):\n%s", diff)
+	}
+	if left, _ := netns.List(topology.NamePrefix + name + "-"); len(left) != 3 {
+		t.Fatalf("namespaces left: %q, want all 3", left)
+	}
+	sleep.Process.Kill()
+	sleep.Wait()
+	var gone []string
+	for _, n := range []string{topo.Bridge, topo.Client, topo.Device} {
+		gone = append(gone, "removed namespace "+n+": owner unknown, and --all")
+	}
+	if diff := cmp.Diff(gone, cleanup()); diff != "" {
+		t.Errorf("cleanup --all once the process is gone (-want +got):\n%s", diff)
+	}
+	if left, _ := netns.List(topology.NamePrefix + name + "-"); len(left) != 0 {
+		t.Errorf("namespaces left: %q", left)
 	}
 }

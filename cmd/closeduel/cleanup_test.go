@@ -27,6 +27,7 @@ type fakeHost struct {
 	names   []string
 	alive   map[int]bool
 	answers map[string]bool
+	inside  map[string][]int
 	removed []string
 }
 
@@ -48,6 +49,7 @@ func (f *fakeHost) Namespaces(prefix string) ([]string, error) {
 	}
 	return out, nil
 }
+func (f *fakeHost) Inside(ns string) []int         { return f.inside[ns] }
 func (f *fakeHost) Alive(pid int) bool             { return f.alive[pid] }
 func (f *fakeHost) SocketAnswers(path string) bool { return f.answers[filepath.Base(path)] }
 func (f *fakeHost) RemoveChain(_ context.Context, ns string, c bridgehook.Chain) error {
@@ -164,9 +166,9 @@ func TestCleanupDecisions(t *testing.T) {
 			},
 			want: []string{
 				"remove chain iptables CLOSEDUEL-7 in netns cd-demo-bridge: " + crashed,
-				"keep namespace cd-demo-bridge: owner unknown (not a lab run's nor a lab up bench's; no queue bound): --all removes it",
-				"keep namespace cd-demo-client: owner unknown (not a lab run's nor a lab up bench's; no queue bound): --all removes it",
-				"keep namespace cd-demo-device: owner unknown (not a lab run's nor a lab up bench's; no queue bound): --all removes it",
+				"keep namespace cd-demo-bridge: owner unknown (not a lab run's nor a lab up bench's; no queue bound, no process inside): --all removes it",
+				"keep namespace cd-demo-client: owner unknown (not a lab run's nor a lab up bench's; no queue bound, no process inside): --all removes it",
+				"keep namespace cd-demo-device: owner unknown (not a lab run's nor a lab up bench's; no queue bound, no process inside): --all removes it",
 			},
 		},
 		{
@@ -195,6 +197,20 @@ func TestCleanupDecisions(t *testing.T) {
 				"keep namespace cd-demo-bridge: live run inside: queue 7 is bound by pid 9000001",
 				"keep namespace cd-demo-client: a live run's bench: cd-demo-bridge has queue 7 bound by pid 9000001",
 				"keep namespace cd-demo-device: a live run's bench: cd-demo-bridge has queue 7 bound by pid 9000001",
+			},
+		},
+		{
+			name: "--all and a process inside a bench of unknown owner (a test's server): that bench kept",
+			host: fakeHost{
+				names:  append(lab3("demo"), "cd-other-client"),
+				inside: map[string][]int{"cd-demo-device": {livePid}},
+			},
+			scope: cleanupScope{all: true},
+			want: []string{
+				"keep namespace cd-demo-bridge: a live run's bench: cd-demo-device has pid 9000001 inside",
+				"keep namespace cd-demo-client: a live run's bench: cd-demo-device has pid 9000001 inside",
+				"keep namespace cd-demo-device: in use: pid 9000001 is inside",
+				"remove namespace cd-other-client: owner unknown, and --all",
 			},
 		},
 		{

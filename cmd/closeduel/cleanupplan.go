@@ -44,22 +44,38 @@ type cleanupHost interface {
 	RemoveChain(ctx context.Context, ns string, c bridgehook.Chain) error
 	// DeleteNamespace removes a named namespace.
 	DeleteNamespace(name string) error
+	// Inside returns the processes one of whose threads is in named
+	// namespace ns.
+	Inside(ns string) []int
 }
 
 // systemHost is the real cleanupHost.
-type systemHost struct{}
+type systemHost struct {
+	users map[uint64][]int // runstate.NamespaceUsers, read once
+}
 
-func (systemHost) Chains(ctx context.Context, ns string) ([]bridgehook.Chain, error) {
+func (h *systemHost) Inside(ns string) []int {
+	ino, err := runstate.NamespaceInode(netns.Path(ns))
+	if err != nil {
+		return nil
+	}
+	if h.users == nil {
+		h.users = runstate.NamespaceUsers()
+	}
+	return h.users[ino]
+}
+
+func (*systemHost) Chains(ctx context.Context, ns string) ([]bridgehook.Chain, error) {
 	return bridgehook.Chains(ctx, ns)
 }
-func (systemHost) BoundQueues(ns string) ([]runstate.Queue, error) { return runstate.BoundQueues(ns) }
-func (systemHost) Namespaces(prefix string) ([]string, error)      { return netns.List(prefix) }
-func (systemHost) Alive(pid int) bool                              { return runstate.Alive(pid) }
-func (systemHost) SocketAnswers(path string) bool                  { return runstate.SocketAnswers(path) }
-func (systemHost) RemoveChain(ctx context.Context, ns string, c bridgehook.Chain) error {
+func (*systemHost) BoundQueues(ns string) ([]runstate.Queue, error) { return runstate.BoundQueues(ns) }
+func (*systemHost) Namespaces(prefix string) ([]string, error)      { return netns.List(prefix) }
+func (*systemHost) Alive(pid int) bool                              { return runstate.Alive(pid) }
+func (*systemHost) SocketAnswers(path string) bool                  { return runstate.SocketAnswers(path) }
+func (*systemHost) RemoveChain(ctx context.Context, ns string, c bridgehook.Chain) error {
 	return bridgehook.RemoveChain(ctx, ns, c)
 }
-func (systemHost) DeleteNamespace(name string) error { return netns.Delete(name) }
+func (*systemHost) DeleteNamespace(name string) error { return netns.Delete(name) }
 
 // cleanupItem is one thing cleanup found, with its verdict.
 type cleanupItem struct {
@@ -131,11 +147,16 @@ func cleanupPlan(ctx context.Context, h cleanupHost, scope cleanupScope) ([]clea
 	// a live run in one of their namespaces.
 	queues := make([][]runstate.Queue, len(names))
 	qerrs := make([]error, len(names))
+	inside := make([][]int, len(names))
 	live := map[string]string{}
 	for i, n := range names {
 		queues[i], qerrs[i] = h.BoundQueues(n)
-		if len(queues[i]) > 0 {
+		inside[i] = h.Inside(n)
+		switch {
+		case len(queues[i]) > 0:
 			live[benchOf(n)] = fmt.Sprintf("%s has queue %d bound by %s", n, queues[i][0].Number, queues[i][0].Describe())
+		case len(inside[i]) > 0 && live[benchOf(n)] == "":
+			live[benchOf(n)] = fmt.Sprintf("%s has %s inside", n, describePid(inside[i][0]))
 		}
 	}
 	benches := map[string]bool{}
@@ -155,7 +176,7 @@ func cleanupPlan(ctx context.Context, h cleanupHost, scope cleanupScope) ([]clea
 				items = append(items, judgeChain(ctx, h, n, ch, queues[i]))
 			}
 		}
-		it := judgeNamespace(h, n, queues[i], scope, benches)
+		it := judgeNamespace(h, n, queues[i], inside[i], scope, benches)
 		if why, ok := live[benchOf(n)]; ok && it.unknownOwner {
 			it.keep, it.why, it.remove = true, "a live run's bench: "+why, nil
 		}
@@ -226,8 +247,9 @@ func inNetns(ns string) string {
 }
 
 // judgeNamespace decides about one cd-* namespace, in which queues are
-// bound. benches collects the lab up benches seen.
-func judgeNamespace(h cleanupHost, n string, queues []runstate.Queue, scope cleanupScope, benches map[string]bool) cleanupItem {
+// bound and processes are inside. benches collects the lab up benches
+// seen.
+func judgeNamespace(h cleanupHost, n string, queues []runstate.Queue, inside []int, scope cleanupScope, benches map[string]bool) cleanupItem {
 	it := cleanupItem{kind: "namespace", what: "namespace " + n}
 	remove := func() error { return h.DeleteNamespace(n) }
 	if len(queues) > 0 {
@@ -270,13 +292,26 @@ func judgeNamespace(h cleanupHost, n string, queues []runstate.Queue, scope clea
 			return it
 		}
 	}
+	if len(inside) > 0 {
+		it.keep, it.why = true, fmt.Sprintf("in use: %s is inside", describePid(inside[0]))
+		return it
+	}
 	it.unknownOwner = true
 	if scope.all {
 		it.why, it.remove = "owner unknown, and --all", remove
 		return it
 	}
-	it.keep, it.why = true, "owner unknown (not a lab run's nor a lab up bench's; no queue bound): --all removes it"
+	it.keep, it.why = true, "owner unknown (not a lab run's nor a lab up bench's; no queue bound, no process inside): --all removes it"
 	return it
+}
+
+// describePid says "pid 1234 (sleep 30)".
+func describePid(pid int) string {
+	s := "pid " + strconv.Itoa(pid)
+	if cmd := runstate.Cmdline(pid); cmd != "" {
+		s += " (" + cmd + ")"
+	}
+	return s
 }
 
 // benchOf returns the bench part of namespace name cd-<bench>-<role>.
