@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 )
 
 // Helper subcommands: the processes the lab starts inside its namespaces
@@ -36,4 +39,22 @@ func RunHelper(ctx context.Context, name, config string, out io.Writer) error {
 		return ServeLinux(ctx, cfg, out)
 	}
 	return fmt.Errorf("lab: unknown helper %q", name)
+}
+
+// HelperMain lets a test binary stand in for closeduel as the lab's
+// helper (Config.Helper): when args (os.Args[1:]) are word, a helper's
+// name and --config with its JSON, it runs that helper until it finishes
+// or the process gets SIGINT or SIGTERM, and returns the exit code with ok
+// set; for any other args it returns ok false and does nothing.
+func HelperMain(word string, args []string) (code int, ok bool) {
+	if len(args) != 4 || args[0] != word || args[2] != "--config" || (args[1] != HelperClient && args[1] != HelperLinuxDevice) {
+		return 0, false
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := RunHelper(ctx, args[1], args[3], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1, true
+	}
+	return 0, true
 }

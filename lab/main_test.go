@@ -1,11 +1,7 @@
 package lab
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"testing"
 )
 
@@ -14,15 +10,31 @@ import (
 const helperArg = "lab-test-helper"
 
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == helperArg && os.Args[3] == "--config" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := RunHelper(ctx, os.Args[2], os.Args[4], os.Stdout)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if code, ok := HelperMain(helperArg, os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
+}
+
+// TestHelperMainLeavesOtherArgsAlone: HelperMain claims only its word, a
+// known helper and --config with one value; the test binary's own flags
+// and anything else go to the tests.
+func TestHelperMainLeavesOtherArgsAlone(t *testing.T) {
+	for _, args := range [][]string{
+		nil,
+		{"-test.run=X"},
+		{"other-word", HelperClient, "--config", "{}"},
+		{helperArg, "unknown", "--config", "{}"},
+		{helperArg, HelperClient, "--cfg", "{}"},
+		{helperArg, HelperClient, "--config"},
+		{helperArg, HelperClient, "--config", "{}", "extra"},
+	} {
+		if code, ok := HelperMain(helperArg, args); ok {
+			t.Errorf("HelperMain(%q) claimed the args (exit %d)", args, code)
+		}
+	}
+	// A helper it claims whose config is not JSON: exit 1.
+	if code, ok := HelperMain(helperArg, []string{helperArg, HelperClient, "--config", "{"}); !ok || code != 1 {
+		t.Errorf("HelperMain with a bad config: exit %d, claimed %v; want exit 1, claimed", code, ok)
+	}
 }

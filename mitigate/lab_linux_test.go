@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,15 +27,8 @@ import (
 const helperArg = "mitigate-test-helper"
 
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == helperArg && os.Args[3] == "--config" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := lab.RunHelper(ctx, os.Args[2], os.Args[4], os.Stdout)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if code, ok := lab.HelperMain(helperArg, os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/closeduel/closeduel/internal/capturetest"
@@ -21,16 +19,8 @@ import (
 // TestMain lets the test binary play the lab's helpers: the matrix starts
 // os.Executable() with "lab client --config ..." in the client namespace.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == "lab" && os.Args[3] == "--config" &&
-		(os.Args[2] == lab.HelperClient || os.Args[2] == lab.HelperLinuxDevice) {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := lab.RunHelper(ctx, os.Args[2], os.Args[4], os.Stdout)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if code, ok := lab.HelperMain("lab", os.Args[1:]); ok {
+		os.Exit(code)
 	}
 	code := m.Run()
 	removeBuiltBinary()
