@@ -230,6 +230,8 @@ func TestCleanupAllKeepsABenchWithAProcessInside(t *testing.T) {
 	roottest.Require(t)
 	bin := buildBinary(t)
 	name := fmt.Sprintf("ci%d", os.Getpid()%100000)
+	// Not newBench: cleanup removes this bench's namespaces, so closing
+	// it at the end is expected to find them gone.
 	topo, err := topology.Build(context.Background(), topology.Config{Name: name})
 	if err != nil {
 		t.Fatal(err)
