@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -173,6 +174,20 @@ func parseRunTime(v any) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("unexpected value %v", v)
+}
+
+// AnalyzeRun analyses a run directory as `closeduel analyze --run DIR`
+// does: its run.yaml (ReadRun) and its inputs (RunInputs).
+func AnalyzeRun(ctx context.Context, dir string) (*Report, error) {
+	run, err := ReadRun(dir)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := RunInputs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return Analyze(ctx, Config{Run: run}, paths)
 }
 
 // RunInputs lists the inputs a run directory holds: its *.pcap, *.pcapng

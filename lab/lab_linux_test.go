@@ -192,15 +192,7 @@ func TestLabLwIPEndToEnd(t *testing.T) {
 	})
 
 	t.Run("the live analysis is the analysis of the run directory", func(t *testing.T) {
-		run, err := analysis.ReadRun(res.Dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		paths, err := analysis.RunInputs(res.Dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := analysis.Analyze(context.Background(), analysis.Config{Run: run}, paths)
+		want, err := analysis.AnalyzeRun(context.Background(), res.Dir)
 		if err != nil {
 			t.Fatal(err)
 		}

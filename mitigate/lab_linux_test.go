@@ -76,15 +76,7 @@ func labRun(t *testing.T, tag, experiment string, on mitigate.Set, set func(*lab
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := analysis.ReadRun(res.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths, err := analysis.RunInputs(res.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := analysis.Analyze(context.Background(), analysis.Config{Run: run}, paths)
+	rep, err := analysis.AnalyzeRun(context.Background(), res.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

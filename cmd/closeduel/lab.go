@@ -213,22 +213,14 @@ func labExpectations(f *rules.File, dev lab.DeviceKind) []lab.Expectation {
 // instead.
 func analysisReport(ctx context.Context) func(io.Writer, *lab.Result) error {
 	return func(w io.Writer, r *lab.Result) error {
-		acfg := analysis.Config{}
-		run, err := analysis.ReadRun(r.Dir)
+		rep, err := analysis.AnalyzeRun(ctx, r.Dir)
 		if err == nil {
-			acfg.Run = run
-			var paths []string
-			if paths, err = analysis.RunInputs(r.Dir); err == nil {
-				var rep *analysis.Report
-				if rep, err = analysis.Analyze(ctx, acfg, paths); err == nil {
-					if err = writeFile(filepath.Join(r.Dir, "report.json"), func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
-						return err
-					}
-					if err = analysis.WriteText(w, rep, analysis.TextOptions{}); err == nil {
-						fmt.Fprintln(w)
-						return lab.WriteSummaryReport(w, r)
-					}
-				}
+			if err = writeFile(filepath.Join(r.Dir, "report.json"), func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
+				return err
+			}
+			if err = analysis.WriteText(w, rep, analysis.TextOptions{}); err == nil {
+				fmt.Fprintln(w)
+				return lab.WriteSummaryReport(w, r)
 			}
 		}
 		fmt.Fprintf(w, "analysis of the run directory failed (%v); the analysis the run fed follows\n\n", err)

@@ -112,7 +112,7 @@ func labAB(c *cli.Context) error {
 	fmt.Fprintf(out, "\n== %s: without (A) and with (B)\n", name)
 	var reps [2]*analysis.Report
 	for i, d := range dirs {
-		if reps[i], err = analyzeRunDir(c, d); err != nil {
+		if reps[i], err = analysis.AnalyzeRun(c.Context, d); err != nil {
 			return err
 		}
 	}
@@ -154,17 +154,4 @@ func newestRun(runs, exp string) (string, error) {
 	}
 	sort.Strings(m) // names start with the UTC time
 	return m[len(m)-1], nil
-}
-
-// analyzeRunDir analyses a run directory as `analyze --run DIR` does.
-func analyzeRunDir(c *cli.Context, dir string) (*analysis.Report, error) {
-	run, err := analysis.ReadRun(dir)
-	if err != nil {
-		return nil, err
-	}
-	paths, err := analysis.RunInputs(dir)
-	if err != nil {
-		return nil, err
-	}
-	return analysis.Analyze(c.Context, analysis.Config{Run: run}, paths)
 }
