@@ -23,7 +23,9 @@ type Config struct {
 	// stays quiet longer has ended.
 	MaxBackoff time.Duration
 	// IdleTimeout ends an incarnation that is not closed but has been
-	// quiet this long (default 5 min), as unfinished or half-open.
+	// quiet this long (default 5 min), as unfinished or half-open, unless
+	// an endpoint holds it open (ESTABLISHED, CLOSE-WAIT): the stacks keep
+	// those however quiet, and so does the analysis.
 	IdleTimeout time.Duration
 	// MSL is the maximum segment lifetime the tracker assumes (default
 	// 60 s): TIME-WAIT lasts 2·MSL unless TimeWait says otherwise for the

@@ -287,9 +287,9 @@ func classifyCapture(path string) string {
 	case undecoded:
 		return "link type not decoded (ARCNET, Juniper, 802.11, USB, ...)"
 	case backwards:
-		return "time goes backwards (tcpmodel)"
+		return "time goes backwards"
 	case longGap:
-		return "gap > 30 s on a tuple (forgetting timers, tcpmodel)"
+		return "gap > 30 s on a tuple (forgetting timers)"
 	case newLink:
 		return "link type Null, Loop, PPP, C-HDLC, NFLOG, IPoIB"
 	case via&(segment.ViaVLAN|segment.ViaQinQ|segment.ViaMPLS|segment.ViaLLC|segment.ViaPPPoE) != 0:

@@ -238,6 +238,20 @@ func (c *Conn) Acceptable(i int, seg *segment.Segment) bool {
 // FIN-WAIT-2 ending), as the tracker does before each segment.
 func (c *Conn) Age(now time.Time, cfg *Config) { c.age(now, cfg) }
 
+// heldOpen reports whether a stack may keep the endpoint's state with no
+// timer of its own running out: ESTABLISHED and CLOSE-WAIT wait for their
+// application or their peer, and so does a FIN-WAIT-2 that its stack never
+// times out.
+func (e *Endpoint) heldOpen() bool {
+	switch e.State {
+	case Established, CloseWait:
+		return true
+	case FinWait2:
+		return finWait2Len(e.Stack) == 0
+	}
+	return false
+}
+
 // finWait2Len is how long an orphaned FIN-WAIT-2 lasts; 0 means forever.
 func finWait2Len(s Stack) time.Duration {
 	switch s {

@@ -10,8 +10,11 @@ import (
 )
 
 // refTable is the slow obvious model of the tracker's table for
-// connections that never close: a recency-ordered list, bounded, with idle
-// expiry of up to two entries per segment from the cold end.
+// connections that never close (picked up midstream, so both ends are
+// ESTABLISHED and hold them open): a recency-ordered list, bounded, where
+// up to two entries per segment that have been quiet for idle move from
+// the cold end to the warm end instead of being forgotten (the stacks
+// still hold them); only the bound forgets.
 type refTable struct {
 	max   int
 	idle  time.Duration
@@ -25,8 +28,7 @@ func (r *refTable) sent(k segment.Tuple, now time.Time) {
 		if len(r.order) == 0 || now.Sub(r.last[r.order[0]]) < r.idle {
 			break
 		}
-		delete(r.last, r.order[0])
-		r.order = r.order[1:]
+		r.order = append(r.order[1:], r.order[0])
 	}
 	if i := slices.Index(r.order, k); i >= 0 {
 		r.order = slices.Delete(r.order, i, i+1)
@@ -135,5 +137,36 @@ func BenchmarkSentDeliver(b *testing.B) {
 		now = now.Add(time.Microsecond)
 		r := tr.Sent(s, now)
 		tr.Deliver(s, r.Conn.ID, now)
+	}
+}
+
+// TestQuietConnectionsTheStacksStillHold: an established connection quiet
+// for far longer than Idle is the same connection when it speaks again (as
+// both stacks and tshark keep it), while a SYN nobody answered and a
+// finished close are forgotten.
+func TestQuietConnectionsTheStacksStillHold(t *testing.T) {
+	tr := New(Config{MaxConns: 16, Idle: 5 * time.Minute})
+	step := func(s segment.Segment, at time.Time) Result {
+		r := tr.Sent(&s, at)
+		tr.Deliver(&s, r.Conn.ID, at)
+		return r
+	}
+	est, srv := tupleN(1)
+	first := step(segment.Segment{Src: est, Dst: srv, Flags: segment.SYN, Seq: 100}, t0).Conn.ID
+	step(segment.Segment{Src: srv, Dst: est, Flags: segment.SYN | segment.ACK, Seq: 900, Ack: 101}, t0)
+	step(segment.Segment{Src: est, Dst: srv, Flags: segment.ACK, Seq: 101, Ack: 901}, t0)
+	half, _ := tupleN(2)
+	step(segment.Segment{Src: half, Dst: srv, Flags: segment.SYN, Seq: 7}, t0)
+
+	later := t0.Add(21 * 365 * 24 * time.Hour)
+	r := step(segment.Segment{Src: est, Dst: srv, Flags: segment.ACK | segment.PSH, Seq: 101, Ack: 901, PayloadLen: 10}, later)
+	if r.Events&NewIncarnation != 0 || r.Conn.ID != first || r.Before[0] != Established || r.Before[1] != Established {
+		t.Errorf("established connection after 21 years: events %v, connection %d (was %d), states before %v; want the same ESTABLISHED connection", r.Events, r.Conn.ID, first, r.Before)
+	}
+	if c, _ := tr.Lookup(segment.Tuple{Src: half, Dst: srv}); c != nil {
+		t.Errorf("the unanswered SYN's tuple is still tracked (%v, %v) after 21 years", c.Ends[0].State, c.Ends[1].State)
+	}
+	if got := tr.Stats().Expired.Load(); got != 1 {
+		t.Errorf("expired %d connections, want 1 (the unanswered SYN)", got)
 	}
 }

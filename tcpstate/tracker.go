@@ -35,9 +35,12 @@ type Config struct {
 	// MaxConns bounds the connections tracked at once; when a new one
 	// needs room the least recently active is evicted (and counted).
 	MaxConns int
-	// Idle is how long a connection with no segment is remembered.
-	// Fully closed connections are forgotten sooner, 2·MSL after their
-	// last segment.
+	// Idle is how long a connection with no segment is remembered,
+	// unless an endpoint holds it open (ESTABLISHED, CLOSE-WAIT, or a
+	// FIN-WAIT-2 its stack never times out): the stacks keep those
+	// however quiet they are, and so does the tracker, until MaxConns
+	// needs the slot. Fully closed connections are forgotten sooner,
+	// 2·MSL after their last segment.
 	Idle time.Duration
 	// MSL is the maximum segment lifetime: 2·MSL is how long a closed
 	// 4-tuple counts as recently closed for ReusesTuple, and how long
@@ -189,6 +192,13 @@ func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
 	f := seg.Flags
 	var ev Event
 	slot := t.lookup(key)
+	if slot >= 0 && t.expirable(&t.conns[slot], now) {
+		// Its time came while it was not at the cold end: forgotten
+		// now, as expire would have, so what a segment meets does not
+		// depend on the list's order.
+		t.forget(int32(slot), Expired)
+		slot = -1
+	}
 	var c *Conn
 	if slot < 0 {
 		slot = t.insert(key)
@@ -353,7 +363,10 @@ func (t *Tracker) reincarnate(c *Conn, from int, now time.Time) {
 }
 
 // expire forgets up to two connections at the cold end of the LRU list
-// whose time has come.
+// whose time has come. A connection held open (Endpoint.heldOpen) that has
+// been quiet past Config.Idle is not forgotten but moved out of the cold
+// end, so the connections behind it can expire; only memory (MaxConns)
+// takes its slot.
 func (t *Tracker) expire(now time.Time) {
 	for range 2 {
 		s := t.tail
@@ -361,17 +374,40 @@ func (t *Tracker) expire(now time.Time) {
 			return
 		}
 		c := &t.conns[s]
-		idle := now.Sub(c.Last)
-		if idle < t.cfg.Idle {
-			c.age(now, &t.cfg)
-			if !(c.Ends[0].State <= Listen && c.Ends[1].State <= Listen && idle >= 2*t.cfg.MSL) {
+		if !t.expirable(c, now) {
+			if now.Sub(c.Last) < t.cfg.Idle {
 				return
 			}
+			t.touch(int(s))
+			continue
 		}
-		if t.cfg.OnForget != nil {
-			t.cfg.OnForget(c, int(s), Expired)
-		}
-		t.remove(s)
+		t.forget(s, Expired)
+	}
+}
+
+// expirable reports whether neither stack may still act on c at now: both
+// endpoints closed (or listening) and the tuple quiet for 2·MSL, or quiet
+// for Config.Idle with neither endpoint holding the connection open. A
+// connection that both stacks keep ESTABLISHED is remembered however long
+// it is quiet, as the stacks remember it.
+func (t *Tracker) expirable(c *Conn, now time.Time) bool {
+	c.age(now, &t.cfg)
+	idle := now.Sub(c.Last)
+	if c.Ends[0].State <= Listen && c.Ends[1].State <= Listen && idle >= 2*t.cfg.MSL {
+		return true
+	}
+	return idle >= t.cfg.Idle && !c.Ends[0].heldOpen() && !c.Ends[1].heldOpen()
+}
+
+// forget removes the connection in slot s, telling OnForget why first.
+func (t *Tracker) forget(s int32, why Forget) {
+	if t.cfg.OnForget != nil {
+		t.cfg.OnForget(&t.conns[s], int(s), why)
+	}
+	t.remove(s)
+	if why == Evicted {
+		t.stats.Evicted.Add(1)
+	} else {
 		t.stats.Expired.Add(1)
 	}
 }
@@ -418,11 +454,7 @@ func (t *Tracker) insert(key segment.Tuple) int {
 		t.resize(min(2*len(t.conns), t.cfg.MaxConns))
 	}
 	if len(t.free) == 0 {
-		if t.cfg.OnForget != nil {
-			t.cfg.OnForget(&t.conns[t.tail], int(t.tail), Evicted)
-		}
-		t.remove(t.tail)
-		t.stats.Evicted.Add(1)
+		t.forget(t.tail, Evicted)
 	}
 	s := t.free[len(t.free)-1]
 	t.free = t.free[:len(t.free)-1]

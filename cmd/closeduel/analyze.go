@@ -39,7 +39,7 @@ func analyzeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "split", Usage: "also cut the run at its mitigation switches (the verdict log's mitigation records): figures per phase"},
 			&cli.BoolFlag{Name: "compare", Usage: "compare two runs or captures given as the two arguments A B"},
 			&cli.DurationFlag{Name: "max-backoff", Value: 120 * time.Second, Usage: "longest retransmission back-off of the stacks: quiet time on a tuple that ends a duel"},
-			&cli.DurationFlag{Name: "idle-timeout", Value: 5 * time.Minute, Usage: "quiet time that ends an open connection"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 5 * time.Minute, Usage: "quiet time after which a connection that no endpoint holds open (ESTABLISHED, CLOSE-WAIT) is forgotten"},
 			&cli.DurationFlag{Name: "msl", Value: 60 * time.Second, Usage: "maximum segment lifetime: TIME_WAIT is taken to last 2*MSL"},
 			&cli.IntFlag{Name: "max-tuples", Value: analysis.DefaultMaxTuples, Usage: "4-tuples held at once; beyond, the least recently active is forgotten (counted)"},
 			&cli.StringSliceFlag{Name: "stack", Usage: "`ADDR=STACK`: the stack (linux, lwip, rfc9293) of an address or prefix, for its TIME_WAIT length and RST handling; repeatable"},
