@@ -208,8 +208,7 @@ func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
 		ev |= NewIncarnation
 		t.open(c, from, seg, now)
 	} else {
-		c = &t.conns[slot]
-		c.age(now, &t.cfg)
+		c = &t.conns[slot] // aged by expirable
 		if f&segment.SYN != 0 && f&(segment.ACK|segment.RST) == 0 && c.startsNew(from, seg) {
 			t.reincarnate(c, from, now)
 			t.stats.Incarnations.Add(1)
