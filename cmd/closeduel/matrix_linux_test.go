@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/closeduel/closeduel/analysis"
 	"github.com/closeduel/closeduel/internal/capturetest"
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/lab"
@@ -128,6 +131,7 @@ func TestLibraryMatrix(t *testing.T) {
 					t.Error(err)
 				}
 			}
+			agreesWithTshark(t, dir)
 			counts := countWire(t, filepath.Join(dir, lab.FileWire))
 			for _, w := range wireCounts {
 				if w.experiment != cell.Experiment || w.device != cell.Device {
@@ -174,4 +178,53 @@ func countWire(t *testing.T, path string) map[string]int {
 		}
 	}
 	return counts
+}
+
+// agreesWithTshark checks the analysis of a cell's bridge capture (every
+// frame as its host sent it; with the run's roles and stacks) against
+// tshark's two-pass TCP analysis of the same file: connections (tcp.stream),
+// retransmissions and RSTs.
+func agreesWithTshark(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := exec.LookPath("tshark"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("tshark is not installed and CI must compare with it (make deps-test)")
+		}
+		t.Log("tshark not installed: no comparison")
+		return
+	}
+	wire := filepath.Join(dir, lab.FileWire)
+	run, err := analysis.ReadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := analysis.Analyze(context.Background(), analysis.Config{Run: run}, []string{wire})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("tshark", "-r", wire, "-2", "-Y", "tcp", "-T", "fields",
+		"-e", "tcp.stream", "-e", "tcp.analysis.retransmission", "-e", "tcp.flags.reset").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	streams := map[string]bool{}
+	var retrans, rsts int
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 3 || f[0] == "" {
+			continue
+		}
+		streams[f[0]] = true
+		if f[1] != "" {
+			retrans++
+		}
+		if v := strings.TrimSpace(f[2]); v == "1" || v == "True" {
+			rsts++
+		}
+	}
+	got := [3]int{r.Totals.Connections, r.Totals.Retransmissions, r.Totals.RSTs}
+	if want := [3]int{len(streams), retrans, rsts}; got != want {
+		t.Errorf("%s: [connections retransmissions RSTs] closeduel %v, tshark -2 %v", wire, got, want)
+	}
+	t.Logf("[connections retransmissions RSTs] %v, as tshark -2", got)
 }
