@@ -159,9 +159,9 @@ func TestDuelQuenchStopsThePingPong(t *testing.T) {
 // held tuple or the reuse, each against the same reuse workload as the
 // guard: the duel appears without them (one run shared by the subtests);
 // with each, no duel and no failed request (close-second: no more than
-// without, see portsHeld). (rfc1337, tw-reuse and a
-// larger pool do not touch this mechanism: `closeduel lab --ab NAME`
-// measures them, README.md has the figures.)
+// without, see portsHeld). (rfc1337, tw-reuse and timestamps do not touch
+// this mechanism: TestClientSysctlsLeaveTheReuseDuel; a larger pool ends
+// the pool kills instead: TestLargePoolEndsThePoolKills.)
 func TestEndpointFixesEndTheReuseDuel(t *testing.T) {
 	roottest.Require(t)
 	without, base := labRun(t, "h", "reused-tuple", 0, reuse("3x1s", time.Second), nil)
@@ -203,6 +203,35 @@ func TestEndpointFixesEndTheReuseDuel(t *testing.T) {
 			}
 			if (!fix.portsHeld && failed != 0) || failed > base.Record.Results.RequestsFailed {
 				t.Errorf("with %s: the workload's failed requests %d (without: %d)", fix.name, failed, base.Record.Results.RequestsFailed)
+			}
+		})
+	}
+}
+
+// TestClientSysctlsLeaveTheReuseDuel: the client's TIME-WAIT sysctls act
+// on state the reuse duel does not involve (the client holds no TIME-WAIT
+// there, and lwIP sends no timestamps for tcp_tw_reuse to check): with
+// each, the duel the workload shows without a fix is still there. A
+// negative answer, measured so that the README's table stays true.
+func TestClientSysctlsLeaveTheReuseDuel(t *testing.T) {
+	roottest.Require(t)
+	for i, fix := range []struct{ name, key, value string }{
+		{"rfc1337", "net.ipv4.tcp_rfc1337", "1"},
+		{"tw-reuse", "net.ipv4.tcp_tw_reuse", "1"},
+		{"timestamps", "net.ipv4.tcp_timestamps", "0"},
+	} {
+		t.Run(fix.name, func(t *testing.T) {
+			set := func(c *lab.Config) {
+				reuse("3x1s", time.Second)(c)
+				c.Sysctls = map[string]string{fix.key: fix.value}
+			}
+			with, res := labRun(t, fmt.Sprintf("s%d", i), "reused-tuple", 0, set, nil)
+			t.Logf("with %s=%s: %s", fix.key, fix.value, totals(with))
+			if got := res.Record.Workload.Sysctls[fix.key]; got != fix.value {
+				t.Fatalf("the run's client had %s=%q, want %q", fix.key, got, fix.value)
+			}
+			if with.Totals.Duels == 0 || with.Totals.TimeWaitReuses == 0 || with.Totals.IgnoredRSTs == 0 {
+				t.Errorf("with %s: %d duels, %d TIME_WAIT reuses, %d ignored RSTs; the README says it leaves the duel", fix.name, with.Totals.Duels, with.Totals.TimeWaitReuses, with.Totals.IgnoredRSTs)
 			}
 		})
 	}
