@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/analysis"
+	"github.com/closeduel/closeduel/internal/ring"
 	"github.com/closeduel/closeduel/lab"
 	"github.com/closeduel/closeduel/nfq"
 )
@@ -17,7 +18,7 @@ import (
 // find the ring full are counted (Lost) and left out of the live figures;
 // the verdict log still has them.
 type Live struct {
-	ring *ring
+	ring *ring.Ring[analysis.Event]
 	lost atomic.Uint64
 
 	mu sync.Mutex
@@ -30,7 +31,7 @@ func NewLive(size int, cfg analysis.Config) *Live {
 	if size <= 0 {
 		size = 16384
 	}
-	return &Live{ring: newRing(size), an: analysis.NewAnalyzer(cfg)}
+	return &Live{ring: ring.New[analysis.Event](size), an: analysis.NewAnalyzer(cfg)}
 }
 
 // Record implements nfq.Recorder.
@@ -38,14 +39,14 @@ func (l *Live) Record(ev *nfq.Event) {
 	if !ev.TCP {
 		return
 	}
-	s, pos := l.ring.reserve()
+	s, pos := l.ring.Reserve()
 	if s == nil {
 		l.lost.Add(1)
 		return
 	}
-	s.ev = analysis.Event{Kind: analysis.EventPacket, Time: ev.Left.UnixNano(), Seg: ev.Seg,
+	s.Value = analysis.Event{Kind: analysis.EventPacket, Time: ev.Left.UnixNano(), Seg: ev.Seg,
 		Note: lab.NoteOf(ev), Counted: true}
-	s.publish(pos)
+	s.Publish(pos)
 }
 
 // Run feeds the Analyzer every interval (default 100 ms) until ctx is
@@ -72,9 +73,9 @@ func (l *Live) Run(ctx context.Context, interval time.Duration) {
 func (l *Live) Drain() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for s := l.ring.next(); s != nil; s = l.ring.next() {
-		l.an.Add(&s.ev)
-		l.ring.done(s)
+	for s := l.ring.Peek(); s != nil; s = l.ring.Peek() {
+		l.an.Add(&s.Value)
+		l.ring.Release(s)
 	}
 }
 

@@ -76,8 +76,8 @@ func BenchmarkRecord(b *testing.B) {
 				if i%buffer == buffer-1 {
 					b.StopTimer()
 					// The held writer goroutine touches nothing.
-					for s := w.ring.peek(); s != nil; s = w.ring.peek() {
-						w.ring.release(s)
+					for s := w.ring.Peek(); s != nil; s = w.ring.Peek() {
+						w.ring.Release(s)
 					}
 					b.StartTimer()
 				}

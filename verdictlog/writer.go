@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/closeduel/closeduel/internal/ring"
 	"github.com/closeduel/closeduel/nfq"
 )
 
@@ -112,7 +113,7 @@ type Stats struct {
 // event into a preallocated slot and returns at once; a writer goroutine
 // does the file I/O. All methods are safe for concurrent use.
 type Writer struct {
-	ring    *ring
+	ring    *ring.Ring[record]
 	users   atomic.Int64 // Record calls in progress; negative once closing
 	lost    atomic.Uint64
 	late    atomic.Uint64
@@ -173,7 +174,7 @@ func Open(cfg Config, opts ...Option) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{
-		ring:    newRing(cfg.Buffer),
+		ring:    ring.New[record](cfg.Buffer),
 		wakeAt:  uint64(max(1, cfg.Buffer/16)),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -234,8 +235,8 @@ func Open(cfg Config, opts ...Option) (*Writer, error) {
 		// One backing array for every slot's packet bytes: a single
 		// allocation whose pages the kernel maps only as slots get used.
 		data := make([]byte, cfg.Buffer*cfg.SnapLen)
-		for i := range w.ring.slots {
-			w.ring.slots[i].rec.data = data[i*cfg.SnapLen : i*cfg.SnapLen : (i+1)*cfg.SnapLen]
+		for i := range w.ring.Len() {
+			w.ring.At(i).data = data[i*cfg.SnapLen : i*cfg.SnapLen : (i+1)*cfg.SnapLen]
 		}
 	}
 	go w.run()
@@ -292,17 +293,17 @@ func (w *Writer) Record(ev *nfq.Event) {
 		w.late.Add(1)
 		return
 	}
-	s, pos := w.ring.reserve()
+	s, pos := w.ring.Reserve()
 	if s == nil {
 		w.lost.Add(1)
 		w.wakeWriter()
 		w.users.Add(-1)
 		return
 	}
-	s.rec.fill(ev)
-	s.rec.lostBefore = w.lost.Load()
-	s.publish(pos)
-	if w.parked.Load() && pos+1-w.ring.deq.Load() >= w.wakeAt {
+	s.Value.fill(ev)
+	s.Value.lostBefore = w.lost.Load()
+	s.Publish(pos)
+	if w.parked.Load() && pos+1-w.ring.Released() >= w.wakeAt {
 		w.wakeWriter()
 	}
 	w.users.Add(-1)
@@ -347,7 +348,7 @@ func (w *Writer) addControl(c control) {
 		w.late.Add(1)
 		return
 	}
-	c.pos = w.ring.enq.Load()
+	c.pos = w.ring.Reserved()
 	w.side = append(w.side, c)
 	w.sideN.Add(1)
 	w.mu.Unlock()
@@ -378,7 +379,7 @@ func (w *Writer) Summary(fields map[string]uint64) {
 func (w *Writer) Stats() Stats {
 	lost := w.lost.Load()
 	return Stats{
-		Recorded: w.ring.enq.Load() + lost,
+		Recorded: w.ring.Reserved() + lost,
 		Written:  w.written.Load(),
 		Lost:     lost,
 		Failed:   w.failed.Load(),
@@ -430,7 +431,7 @@ func (w *Writer) run() {
 	defer tick.Stop()
 	for {
 		w.parked.Store(true)
-		if w.ring.peek() != nil && w.ring.pending() >= w.wakeAt {
+		if w.ring.Peek() != nil && w.ring.Pending() >= w.wakeAt {
 			// Busy: no need to sleep, but flush on time all the same.
 			w.parked.Store(false)
 			w.drain()
@@ -461,15 +462,15 @@ func (w *Writer) run() {
 // markers due before each, and the control records due after the last.
 func (w *Writer) drain() {
 	for {
-		s := w.ring.peek()
+		s := w.ring.Peek()
 		if s == nil {
 			break
 		}
-		w.writeControls(w.ring.deq.Load())
-		w.writeEvent(&s.rec)
-		w.ring.release(s)
+		w.writeControls(w.ring.Released())
+		w.writeEvent(&s.Value)
+		w.ring.Release(s)
 	}
-	w.writeControls(w.ring.deq.Load())
+	w.writeControls(w.ring.Released())
 }
 
 // writeControls writes the control records queued before ring position pos.
@@ -581,9 +582,9 @@ func (w *Writer) flush() {
 // finish runs once Close has stopped every Record call: it writes what is
 // left, the summary and the statistics, and closes the files.
 func (w *Writer) finish() {
-	for w.ring.pending() > 0 {
+	for w.ring.Pending() > 0 {
 		w.drain()
-		if w.ring.pending() > 0 {
+		if w.ring.Pending() > 0 {
 			runtime.Gosched() // unreachable: Close waited for every Record
 		}
 	}
@@ -609,7 +610,7 @@ func (w *Writer) finish() {
 	}
 	w.reportedLost = lost
 	if w.pcap != nil {
-		if err := w.pcap.finish(end, w.ring.enq.Load()+lost, lost+failed); err != nil {
+		if err := w.pcap.finish(end, w.ring.Reserved()+lost, lost+failed); err != nil {
 			w.fail(fmt.Errorf("verdictlog: write %s: %w", w.pcapFile.Name(), err))
 		}
 	}

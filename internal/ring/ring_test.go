@@ -1,4 +1,4 @@
-package verdictlog
+package ring
 
 import (
 	"runtime"
@@ -11,37 +11,37 @@ import (
 // TestRingSequential walks a 3-slot ring round several times, checking
 // full and empty at each step against a slice model.
 func TestRingSequential(t *testing.T) {
-	r := newRing(3)
+	r := New[item](3)
 	var model []uint32
 	next := uint32(0)
 	ops := "PPPPxCPCCCCPPPCCxPPPPCCCCC" // P produce, C consume, x check only
 	for i, op := range ops {
 		switch op {
 		case 'P':
-			s, pos := r.reserve()
+			s, pos := r.Reserve()
 			if full := len(model) == 3; full != (s == nil) {
 				t.Fatalf("step %d: reserve gave slot=%v with %d queued", i, s != nil, len(model))
 			}
 			if s != nil {
-				s.rec.id = next
-				s.publish(pos)
+				s.Value.id = next
+				s.Publish(pos)
 				model = append(model, next)
 				next++
 			}
 		case 'C':
-			s := r.peek()
+			s := r.Peek()
 			if empty := len(model) == 0; empty != (s == nil) {
 				t.Fatalf("step %d: peek gave slot=%v with %d queued", i, s != nil, len(model))
 			}
 			if s != nil {
-				if s.rec.id != model[0] {
-					t.Fatalf("step %d: got id %d, want %d", i, s.rec.id, model[0])
+				if s.Value.id != model[0] {
+					t.Fatalf("step %d: got id %d, want %d", i, s.Value.id, model[0])
 				}
-				r.release(s)
+				r.Release(s)
 				model = model[1:]
 			}
 		}
-		if got := r.pending(); got != uint64(len(model)) {
+		if got := r.Pending(); got != uint64(len(model)) {
 			t.Fatalf("step %d: pending %d, want %d", i, got, len(model))
 		}
 	}
@@ -55,7 +55,7 @@ func TestRingConcurrent(t *testing.T) {
 		producers = 4
 		perProd   = 20000
 	)
-	r := newRing(7)
+	r := New[item](7)
 	var wg sync.WaitGroup
 	queued := make([][]uint32, producers)
 	for p := range producers {
@@ -64,12 +64,12 @@ func TestRingConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range perProd {
 				v := uint32(p<<24 | i)
-				s, pos := r.reserve()
+				s, pos := r.Reserve()
 				if s == nil {
 					continue
 				}
-				s.rec.id = v
-				s.publish(pos)
+				s.Value.id = v
+				s.Publish(pos)
 				queued[p] = append(queued[p], v)
 			}
 		}()
@@ -80,11 +80,11 @@ func TestRingConcurrent(t *testing.T) {
 	go func() {
 		defer close(done)
 		for {
-			s := r.peek()
+			s := r.Peek()
 			if s == nil {
 				select {
 				case <-allQueued:
-					if r.peek() == nil && r.pending() == 0 {
+					if r.Peek() == nil && r.Pending() == 0 {
 						return
 					}
 				default:
@@ -92,8 +92,8 @@ func TestRingConcurrent(t *testing.T) {
 				}
 				continue
 			}
-			got[s.rec.id>>24] = append(got[s.rec.id>>24], s.rec.id)
-			r.release(s)
+			got[s.Value.id>>24] = append(got[s.Value.id>>24], s.Value.id)
+			r.Release(s)
 		}
 	}()
 	<-done
@@ -116,3 +116,6 @@ func finished(wg *sync.WaitGroup) <-chan struct{} {
 	go func() { wg.Wait(); close(c) }()
 	return c
 }
+
+// item is what the tests queue.
+type item struct{ id uint32 }
