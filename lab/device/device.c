@@ -371,25 +371,36 @@ static int kill_one(void)
 	return 0;
 }
 
+/* tcp_headers copies the start of an Ethernet frame into buf and finds its
+ * IPv4 and TCP headers; it returns 0 when the frame is no IPv4 TCP segment
+ * with a whole TCP header in the bytes copied. */
+static int tcp_headers(struct pbuf *p, u8_t buf[SIZEOF_ETH_HDR + 60 + 20], u8_t **ip, u8_t **th)
+{
+	u16_t n = pbuf_copy_partial(p, buf, SIZEOF_ETH_HDR + 60 + 20, 0);
+	if (n < SIZEOF_ETH_HDR + 20)
+		return 0;
+	struct eth_hdr *eth = (struct eth_hdr *)buf;
+	if (eth->type != PP_HTONS(ETHTYPE_IP))
+		return 0;
+	*ip = buf + SIZEOF_ETH_HDR;
+	if (((*ip)[0] >> 4) != 4 || (*ip)[9] != IP_PROTO_TCP)
+		return 0;
+	int ihl = ((*ip)[0] & 0x0f) * 4;
+	if (n < SIZEOF_ETH_HDR + ihl + 20)
+		return 0;
+	*th = *ip + ihl;
+	return 1;
+}
+
 /* needs_new_pcb reports whether an IPv4 TCP SYN (without ACK) to our port
  * would make lwIP allocate a pcb: no active or TIME_WAIT pcb holds its
  * 4-tuple. */
 static int needs_new_pcb(struct pbuf *p)
 {
 	u8_t buf[SIZEOF_ETH_HDR + 60 + 20];
-	u16_t n = pbuf_copy_partial(p, buf, sizeof buf, 0);
-	if (n < SIZEOF_ETH_HDR + 20)
+	u8_t *ip, *th;
+	if (!tcp_headers(p, buf, &ip, &th))
 		return 0;
-	struct eth_hdr *eth = (struct eth_hdr *)buf;
-	if (eth->type != PP_HTONS(ETHTYPE_IP))
-		return 0;
-	u8_t *ip = buf + SIZEOF_ETH_HDR;
-	if ((ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP)
-		return 0;
-	int ihl = (ip[0] & 0x0f) * 4;
-	if (n < SIZEOF_ETH_HDR + ihl + 20)
-		return 0;
-	u8_t *th = ip + ihl;
 	u8_t flags = th[13];
 	if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN)
 		return 0;
@@ -416,19 +427,9 @@ static int needs_new_pcb(struct pbuf *p)
 static int acks_own_fin(struct pbuf *p)
 {
 	u8_t buf[SIZEOF_ETH_HDR + 60 + 20];
-	u16_t n = pbuf_copy_partial(p, buf, sizeof buf, 0);
-	if (n < SIZEOF_ETH_HDR + 20)
+	u8_t *ip, *th;
+	if (!tcp_headers(p, buf, &ip, &th))
 		return 0;
-	struct eth_hdr *eth = (struct eth_hdr *)buf;
-	if (eth->type != PP_HTONS(ETHTYPE_IP))
-		return 0;
-	u8_t *ip = buf + SIZEOF_ETH_HDR;
-	if ((ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP)
-		return 0;
-	int ihl = (ip[0] & 0x0f) * 4;
-	if (n < SIZEOF_ETH_HDR + ihl + 20)
-		return 0;
-	u8_t *th = ip + ihl;
 	u8_t flags = th[13];
 	if ((flags & TCP_ACK) == 0 || (flags & TCP_RST) != 0)
 		return 0;
