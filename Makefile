@@ -5,9 +5,10 @@ GO ?= go
 # LAB_PACKAGES run the lab; TEST_PACKAGES add what the tests compare with
 # (tshark, the C anchor's library, headless Chromium for the HTML report,
 # jq for the log's interop, systemd's systemd-analyze for the unit check,
+# systemd-container's systemd-nspawn to boot systemd for the service test,
 # ping for the deployment test's other traffic).
 LAB_PACKAGES := iptables iproute2 ethtool tcpdump util-linux procps pkg-config gcc make liblwip-dev
-TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium jq systemd iputils-ping
+TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium jq systemd systemd-container iputils-ping
 BIN := bin/closeduel
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # DIST_FLAGS make reproducible static binaries with the version stamped.
