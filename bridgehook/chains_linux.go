@@ -8,11 +8,13 @@ import (
 	"github.com/closeduel/closeduel/netns"
 )
 
-// Chain is one of this package's chains found in a namespace.
+// Chain is one of this package's chains found in a namespace, or the
+// nftables table of a VLANTags hook.
 type Chain struct {
-	// Bin is iptables or ip6tables.
+	// Bin is iptables, ip6tables or nft.
 	Bin string
-	// Name is the chain's name, CLOSEDUEL-<queue>.
+	// Name is the chain's name, CLOSEDUEL-<queue>, or the table's,
+	// closeduel-<queue>.
 	Name string
 }
 
@@ -32,10 +34,17 @@ func Chains(ctx context.Context, ns string) ([]Chain, error) {
 			}
 		}
 	}
-	return out, nil
+	tables, err := vlanTables(ctx, ns)
+	for _, t := range tables {
+		out = append(out, Chain{Bin: nftBin, Name: t})
+	}
+	return out, err
 }
 
 // RemoveChain removes one chain and the jumps to it.
 func RemoveChain(ctx context.Context, ns string, c Chain) error {
+	if c.Bin == nftBin {
+		return removeVLANTable(ctx, ns, c.Name)
+	}
 	return removeChain(ctx, ns, c.Bin, c.Name)
 }

@@ -31,6 +31,14 @@ type Config struct {
 	// connection between two hosts would meet in one queue.) It sets the
 	// packets' firewall mark.
 	Queues int
+	// VLANTags copies the 802.1Q VLAN id of every tagged frame of the
+	// hooked traffic into its firewall mark at the bridge layer (package
+	// vlanmark's layout), which the queue hands to the engine with the
+	// packet, so the verdict log and the capture keep the tag. It installs
+	// an nftables table of the bridge family (VLANTable) with the nft
+	// binary, and sets the mark of those frames. Not with Queues above 1
+	// (ErrVLANTagsQueues).
+	VLANTags bool
 }
 
 // hmarkRnd seeds HMARK's hash (any constant will do: "clos").
@@ -100,6 +108,9 @@ func (c Config) selectors(v6 bool) [][]string {
 // install the rules themselves (`closeduel run --hook none`).
 func (c Config) Describe() []string {
 	var out []string
+	if c.VLANTags {
+		out = append(out, c.describeVLAN()...)
+	}
 	for _, v6 := range []bool{false, true} {
 		bin := "iptables"
 		if v6 {
@@ -134,6 +145,9 @@ func (c Config) DescribeRemove() []string {
 			bin+" -w -D "+joinArgs(c.jumpArgs()),
 			fmt.Sprintf("%s -w -F %s", bin, c.Chain()),
 			fmt.Sprintf("%s -w -X %s", bin, c.Chain()))
+	}
+	if c.VLANTags {
+		out = append(out, "nft delete table bridge "+c.VLANTable())
 	}
 	return out
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,6 +21,7 @@ var ErrBridgeNetfilter = errors.New("bridgehook: bridged traffic does not traver
 type Hook struct {
 	cfg      Config
 	families []string // binaries whose rules were installed
+	vlan     bool     // the VLANTags table is (or may be half) installed
 }
 
 // CheckBridgeNetfilter checks that br_netfilter is loaded and that
@@ -53,6 +56,9 @@ func Install(ctx context.Context, cfg Config) (h *Hook, err error) {
 	if err := CheckBridgeNetfilter(cfg.NetNS); err != nil {
 		return nil, err
 	}
+	if cfg.VLANTags && cfg.Queues > 1 {
+		return nil, ErrVLANTagsQueues
+	}
 	h = &Hook{cfg: cfg}
 	defer func() {
 		if err != nil {
@@ -60,6 +66,14 @@ func Install(ctx context.Context, cfg Config) (h *Hook, err error) {
 			h = nil
 		}
 	}()
+	if cfg.VLANTags {
+		// The marks go in before the first packet can be queued.
+		removeVLANTable(ctx, cfg.NetNS, cfg.VLANTable()) // a crashed run's
+		h.vlan = true
+		if err := nftScript(ctx, cfg.NetNS, cfg.vlanScript()); err != nil {
+			return h, err
+		}
+	}
 	for _, v6 := range []bool{false, true} {
 		bin := "iptables"
 		if v6 {
@@ -97,6 +111,11 @@ func (h *Hook) Remove() error {
 		errs = append(errs, removeChain(context.Background(), h.cfg.NetNS, bin, h.cfg.Chain()))
 	}
 	h.families = nil
+	if h.vlan {
+		// After the chains: no packet is queued without its tag.
+		errs = append(errs, removeVLANTable(context.Background(), h.cfg.NetNS, h.cfg.VLANTable()))
+		h.vlan = false
+	}
 	return errors.Join(errs...)
 }
 
@@ -237,6 +256,15 @@ func Cleanup(ctx context.Context, ns string) ([]string, error) {
 			}
 		}
 	}
+	tables, err := vlanTables(ctx, ns)
+	errs = append(errs, err)
+	for _, t := range tables {
+		if err := removeVLANTable(ctx, ns, t); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, "nft bridge "+t)
+	}
 	return removed, errors.Join(errs...)
 }
 
@@ -255,5 +283,58 @@ func Leftovers(ctx context.Context, ns string) ([]string, error) {
 			}
 		}
 	}
-	return found, nil
+	tables, err := vlanTables(ctx, ns)
+	for _, t := range tables {
+		found = append(found, "nft: table bridge "+t)
+	}
+	return found, err
+}
+
+// nftBin is the nftables command line tool VLANTags needs.
+const nftBin = "nft"
+
+// nftScript runs script with nft -f in the namespace.
+func nftScript(ctx context.Context, ns, script string) error {
+	if _, err := exec.LookPath(nftBin); err != nil {
+		return fmt.Errorf("bridgehook: VLAN tags need the nft command (Debian package nftables): %w", err)
+	}
+	cmd := netns.Command(ctx, ns, nftBin, "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("bridgehook: nft -f: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// vlanTables lists the VLANTags tables in the namespace: none when nft is
+// not installed (then none can have been made).
+func vlanTables(ctx context.Context, ns string) ([]string, error) {
+	if _, err := exec.LookPath(nftBin); err != nil {
+		return nil, nil
+	}
+	out, err := netns.Output(ctx, ns, nftBin, "list", "tables", "bridge")
+	if err != nil {
+		return nil, fmt.Errorf("bridgehook: list nft tables: %w", err)
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "table" && f[1] == "bridge" && strings.HasPrefix(f[2], NftVLANPrefix) {
+			names = append(names, f[2])
+		}
+	}
+	return names, nil
+}
+
+// removeVLANTable deletes a VLANTags table; one that does not exist is
+// not an error.
+func removeVLANTable(ctx context.Context, ns, table string) error {
+	tables, err := vlanTables(ctx, ns)
+	if err != nil || !slices.Contains(tables, table) {
+		return err
+	}
+	if err := netns.Run(ctx, ns, nftBin, "delete", "table", "bridge", table); err != nil {
+		return fmt.Errorf("bridgehook: %w", err)
+	}
+	return nil
 }

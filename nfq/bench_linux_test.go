@@ -172,11 +172,12 @@ type recorded struct {
 	Rule    string
 	Data    []byte
 	Held    time.Duration
+	VLAN    uint16
 }
 
 func (m *memRecorder) Record(ev *Event) {
 	m.mu.Lock()
-	m.events = append(m.events, recorded{Kind: ev.Kind, Verdict: ev.Verdict, Seg: ev.Seg, TCP: ev.TCP, Rule: ev.Decision.Rule, Data: append([]byte(nil), ev.Data...), Held: ev.Left.Sub(ev.Arrived)})
+	m.events = append(m.events, recorded{Kind: ev.Kind, Verdict: ev.Verdict, Seg: ev.Seg, TCP: ev.TCP, Rule: ev.Decision.Rule, Data: append([]byte(nil), ev.Data...), Held: ev.Left.Sub(ev.Arrived), VLAN: ev.VLAN})
 	m.mu.Unlock()
 }
 

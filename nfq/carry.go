@@ -8,6 +8,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // sink is where the carrier's work leaves it: verdicts for queued packets
@@ -38,16 +39,18 @@ type slot struct {
 	outPort  uint32
 	seg      segment.Segment
 	tcp      bool
+	vlan     uint16
 	decision Decision
 	data     []byte
 	inject   Inject
 }
 
 // host is what the engine learned about one address: the MAC it sends
-// from and the bridge port it sits behind.
+// from, the bridge port it sits behind and the VLAN its frames carry.
 type host struct {
 	mac  [6]byte
 	port uint32
+	vlan uint16
 }
 
 // carrier carries out decisions: it decides each queued packet, gives its
@@ -110,6 +113,7 @@ func (c *carrier) handle(qp *queuedPacket, now time.Time, failOpen bool) {
 	p := &c.pkt
 	*p = Packet{ID: qp.ID, Time: now, Data: qp.Payload, InDev: qp.InDev, OutDev: qp.OutDev, PhysIn: qp.PhysIn, PhysOut: qp.PhysOut,
 		ChecksumPartial: qp.SkbInfo&skbInfoCsumNotReady != 0}
+	p.VLAN, _ = vlanmark.ID(qp.Mark)
 	if len(qp.HwAddr) == 6 {
 		p.SrcMAC = net.HardwareAddr(qp.HwAddr)
 	}
@@ -163,10 +167,10 @@ func (c *carrier) learn(p *Packet) {
 	}
 	a := p.Seg.Src.Addr()
 	h, ok := c.hosts[a]
-	if ok && h.port == p.PhysIn && [6]byte(p.SrcMAC) == h.mac {
+	if ok && h.port == p.PhysIn && [6]byte(p.SrcMAC) == h.mac && h.vlan == p.VLAN {
 		return
 	}
-	c.hosts[a] = host{mac: [6]byte(p.SrcMAC), port: p.PhysIn}
+	c.hosts[a] = host{mac: [6]byte(p.SrcMAC), port: p.PhysIn, vlan: p.VLAN}
 }
 
 // apply carries out a decision for the current packet.
@@ -194,7 +198,7 @@ func (c *carrier) apply(p *Packet, d *Decision, origLen int, now time.Time) {
 		}
 	}
 	if !holding {
-		c.verdict(p.ID, d.Verdict, d.Modified, p.Data, origLen, now, now, &p.Seg, p.TCP, d)
+		c.verdict(p.ID, d.Verdict, d.Modified, p.Data, origLen, now, now, &p.Seg, p.TCP, p.VLAN, d)
 		if d.Token != 0 && (d.HoldKey != 0 || d.Delay > 0) {
 			c.left(d.Token, LeftOverflow, now)
 		}
@@ -261,6 +265,7 @@ func (c *carrier) fillSlot(sl *slot, p *Packet, d *Decision, now time.Time) {
 	sl.modified = d.Modified
 	sl.seg = p.Seg
 	sl.tcp = p.TCP
+	sl.vlan = p.VLAN
 	sl.decision = *d
 	sl.data = append(sl.data[:0], p.Data...)
 }
@@ -312,7 +317,7 @@ func (c *carrier) releaseKey(key uint64, now time.Time) {
 // Decider.
 func (c *carrier) release(s int32, how Leave, now time.Time) {
 	sl := &c.slots[s]
-	c.verdict(sl.id, sl.verdict, sl.modified, sl.data, 0, sl.arrived, now, &sl.seg, sl.tcp, &sl.decision)
+	c.verdict(sl.id, sl.verdict, sl.modified, sl.data, 0, sl.arrived, now, &sl.seg, sl.tcp, sl.vlan, &sl.decision)
 	c.stats.Released.Add(1)
 	token := sl.token
 	c.freeSlot(s)
@@ -329,7 +334,7 @@ func (c *carrier) left(token uint64, how Leave, now time.Time) {
 }
 
 // verdict hands the verdict to the sink and reports the event.
-func (c *carrier) verdict(id uint32, v Verdict, modified bool, data []byte, origLen int, arrived, left time.Time, seg *segment.Segment, tcp bool, d *Decision) {
+func (c *carrier) verdict(id uint32, v Verdict, modified bool, data []byte, origLen int, arrived, left time.Time, seg *segment.Segment, tcp bool, vlan uint16, d *Decision) {
 	var payload []byte
 	if modified && v == Accept {
 		payload = data
@@ -343,7 +348,7 @@ func (c *carrier) verdict(id uint32, v Verdict, modified bool, data []byte, orig
 	c.sink.queueVerdict(id, v, payload)
 	c.actions.add(d.Action)
 	if c.cfg.Recorder != nil {
-		c.ev = Event{Kind: EventVerdict, Arrived: arrived, Left: left, PacketID: id, Verdict: v, Decision: d, Data: data, OrigLen: origLen, Seg: *seg, TCP: tcp}
+		c.ev = Event{Kind: EventVerdict, Arrived: arrived, Left: left, PacketID: id, Verdict: v, Decision: d, Data: data, OrigLen: origLen, Seg: *seg, TCP: tcp, VLAN: vlan}
 		if d.LogDstPort != 0 && tcp {
 			// The verdict message holds its own copy of the packet: log a
 			// copy with the port the Decider asked for.
@@ -444,6 +449,7 @@ func (c *carrier) sendDuplicate(sl *slot, now time.Time) {
 	f := c.frame[:0]
 	f = append(f, dst.mac[:]...)
 	f = append(f, src.mac[:]...)
+	f = appendTag(f, sl.vlan)
 	if sl.seg.IsIPv6() {
 		f = append(f, 0x86, 0xdd)
 	} else {
@@ -457,7 +463,7 @@ func (c *carrier) sendDuplicate(sl *slot, now time.Time) {
 	}
 	c.stats.Duplicated.Add(1)
 	if c.cfg.Recorder != nil {
-		c.ev = Event{Kind: EventDuplicate, Arrived: sl.arrived, Left: now, PacketID: sl.id, Verdict: Accept, Decision: &sl.decision, Data: sl.data, Seg: sl.seg, TCP: sl.tcp}
+		c.ev = Event{Kind: EventDuplicate, Arrived: sl.arrived, Left: now, PacketID: sl.id, Verdict: Accept, Decision: &sl.decision, Data: sl.data, Seg: sl.seg, TCP: sl.tcp, VLAN: sl.vlan}
 		c.cfg.Recorder.Record(&c.ev)
 	}
 }
@@ -476,6 +482,12 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 		c.stats.SendFailed.Add(1)
 		return
 	}
+	if dst.vlan != 0 {
+		// The destination's frames carry a tag: so does this one.
+		f = append(f, 0, 0, 0, 0)
+		copy(f[16:], f[12:])
+		appendTag(f[:12], dst.vlan)
+	}
 	c.frame = f
 	if err := c.sink.sendFrame(f, dst.port, dst.mac); err != nil {
 		c.stats.SendFailed.Add(1)
@@ -483,6 +495,9 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 	}
 	c.stats.Injected.Add(1)
 	ip := f[segment.EthernetHeaderLen:]
+	if dst.vlan != 0 {
+		ip = f[segment.EthernetHeaderLen+4:]
+	}
 	var seg segment.Segment
 	tcp := c.dec.Decode(ip, &seg) == nil
 	if obs, ok := c.cfg.Decider.(InjectObserver); ok && tcp {
@@ -493,7 +508,17 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 		if p != nil {
 			id, arrived = p.ID, p.Time
 		}
-		c.ev = Event{Kind: EventInjected, Arrived: arrived, Left: now, PacketID: id, Verdict: Accept, Decision: d, Data: ip, Seg: seg, TCP: tcp}
+		c.ev = Event{Kind: EventInjected, Arrived: arrived, Left: now, PacketID: id, Verdict: Accept, Decision: d, Data: ip, Seg: seg, TCP: tcp, VLAN: dst.vlan}
 		c.cfg.Recorder.Record(&c.ev)
 	}
+}
+
+// appendTag appends an 802.1Q tag for VLAN id to an Ethernet header's
+// addresses (nothing when id is 0): a copy or a crafted segment for a
+// host on a VLAN leaves tagged, as that host's own frames arrived.
+func appendTag(f []byte, id uint16) []byte {
+	if id == 0 {
+		return f
+	}
+	return append(f, 0x81, 0x00, byte(id>>8), byte(id))
 }

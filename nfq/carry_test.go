@@ -4,19 +4,22 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // fakeSink records what the carrier hands out, in order.
 type fakeSink struct {
-	verdicts []fakeVerdict
-	frames   int
-	fail     bool
+	verdicts  []fakeVerdict
+	frames    int
+	lastFrame []byte
+	fail      bool
 }
 
 type fakeVerdict struct {
@@ -29,11 +32,12 @@ func (f *fakeSink) queueVerdict(id uint32, v Verdict, payload []byte) {
 	f.verdicts = append(f.verdicts, fakeVerdict{ID: id, Verdict: v, Rewritten: payload != nil})
 }
 
-func (f *fakeSink) sendFrame([]byte, uint32, [6]byte) error {
+func (f *fakeSink) sendFrame(fr []byte, _ uint32, _ [6]byte) error {
 	if f.fail {
 		return errors.New("fake: send failed")
 	}
 	f.frames++
+	f.lastFrame = append(f.lastFrame[:0], fr...)
 	return nil
 }
 
@@ -263,5 +267,39 @@ func TestCarrierHoldAndReleaseAllocateNothing(t *testing.T) {
 	})
 	if got != 0 {
 		t.Errorf("hold and release: %v allocations, want 0", got)
+	}
+}
+
+// vlanEvents records the kind and VLAN of every event.
+type vlanEvents []string
+
+func (v *vlanEvents) Record(ev *Event) {
+	*v = append(*v, ev.Kind.String()+" "+itoa(int(ev.PacketID))+" vlan "+itoa(int(ev.VLAN)))
+}
+
+// TestCarrierKeepsTheVLANFromTheMark: a packet whose mark carries a VLAN
+// id (vlanmark's layout) is reported with it, given its verdict now or
+// after a hold, and its copy leaves with the 802.1Q tag; a packet with a
+// mark of another layout is reported untagged.
+func TestCarrierKeepsTheVLANFromTheMark(t *testing.T) {
+	var rec vlanEvents
+	c, sk, dc := newTestCarrier(t, Config{Recorder: &rec})
+	dc.by[2] = Decision{Delay: time.Second}
+	dc.by[3] = Decision{Duplicates: 1}
+	c.hosts[netip.MustParseAddr("192.168.100.99")] = host{mac: [6]byte{2, 0, 0, 0, 0, 2}, port: 5, vlan: 4094} // the device, learned before
+	for id, mark := range map[uint32]uint32{1: vlanmark.Mark(10), 2: vlanmark.Mark(10), 3: vlanmark.Mark(4094), 4: 7} {
+		qp := queued(t, id, 0, 0)
+		qp.Mark = mark
+		c.handle(qp, t0, false)
+	}
+	c.sendAfter(t0)
+	c.fireDue(t0.Add(time.Second))
+	slices.Sort(rec)
+	want := []string{"duplicate 3 vlan 4094", "verdict 1 vlan 10", "verdict 2 vlan 10", "verdict 3 vlan 4094", "verdict 4 vlan 0"}
+	if diff := cmp.Diff(want, []string(rec)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if f := sk.lastFrame; len(f) < 18 || binary.BigEndian.Uint16(f[12:]) != 0x8100 || binary.BigEndian.Uint16(f[14:])&0xfff != 4094 || binary.BigEndian.Uint16(f[16:]) != 0x0800 {
+		t.Errorf("the copy of a VLAN 4094 packet left as % x", f[:min(len(f), 18)])
 	}
 }

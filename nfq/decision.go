@@ -53,6 +53,10 @@ type Packet struct {
 	InDev, OutDev, PhysIn, PhysOut uint32
 	// SrcMAC is the Ethernet source address of the frame, when known.
 	SrcMAC net.HardwareAddr
+	// VLAN is the 802.1Q VLAN id the frame carried on the bridge, 0 when
+	// untagged or unknown: the queue carries it only in the firewall mark
+	// that bridgehook's VLANTags rule sets (package vlanmark).
+	VLAN uint16
 }
 
 // MaxInjects is the most crafted segments one Decision can ask for.

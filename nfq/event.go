@@ -55,6 +55,9 @@ type Event struct {
 	// Seg is the decoded segment of Data, TCP false when Data is not TCP.
 	Seg segment.Segment
 	TCP bool
+	// VLAN is the 802.1Q VLAN id of the queued packet concerned (see
+	// Packet.VLAN), 0 when untagged or unknown.
+	VLAN uint16
 }
 
 // Recorder receives every Event. Record is called from the engine's packet

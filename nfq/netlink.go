@@ -21,6 +21,7 @@ const (
 	nfqMsgConfig   = 2
 	nfqaPacketHdr  = 1
 	nfqaVerdictHdr = 2
+	nfqaMark       = 3
 	nfqaIfIn       = 5
 	nfqaIfOut      = 6
 	nfqaIfPhysIn   = 7
@@ -57,6 +58,7 @@ type queuedPacket struct {
 	Payload                        []byte
 	CapLen                         uint32 // full length when Payload was cut; 0 when whole
 	SkbInfo                        uint32
+	Mark                           uint32 // the firewall mark; 0 when the kernel sent none
 }
 
 var (
@@ -100,7 +102,7 @@ func parsePacket(msg []byte, qp *queuedPacket) error {
 				qp.ID = binary.BigEndian.Uint32(v[0:4])
 				seenHdr = true
 			}
-		case nfqaIfIn, nfqaIfOut, nfqaIfPhysIn, nfqaIfPhysOut, nfqaCapLen, nfqaSkbInfo:
+		case nfqaIfIn, nfqaIfOut, nfqaIfPhysIn, nfqaIfPhysOut, nfqaCapLen, nfqaSkbInfo, nfqaMark:
 			if len(v) < 4 {
 				break
 			}
@@ -118,6 +120,8 @@ func parsePacket(msg []byte, qp *queuedPacket) error {
 				qp.CapLen = x
 			case nfqaSkbInfo:
 				qp.SkbInfo = x
+			case nfqaMark:
+				qp.Mark = x
 			}
 		case nfqaHwAddr:
 			// struct nfqnl_msg_packet_hw { __be16 hw_addrlen; __u16 _pad; __u8 hw_addr[8]; }

@@ -20,6 +20,7 @@ func packetMessage(id uint32, physIn, physOut uint32, mac []byte, payload []byte
 	attrs = appendAttr(attrs, nfqaIfOut, be(3))
 	attrs = appendAttr(attrs, nfqaIfPhysIn, be(physIn))
 	attrs = appendAttr(attrs, nfqaIfPhysOut, be(physOut))
+	attrs = appendAttr(attrs, nfqaMark, be(0xcd010a00))
 	hw := make([]byte, 12)
 	binary.BigEndian.PutUint16(hw[0:2], uint16(len(mac)))
 	copy(hw[4:], mac)
@@ -41,7 +42,7 @@ func TestParsePacketReadsEveryAttribute(t *testing.T) {
 	if err := parsePacket(msg, &qp); err != nil {
 		t.Fatal(err)
 	}
-	want := queuedPacket{ID: 0x01020304, InDev: 3, OutDev: 3, PhysIn: 11, PhysOut: 12, HwAddr: mac, Payload: payload}
+	want := queuedPacket{ID: 0x01020304, InDev: 3, OutDev: 3, PhysIn: 11, PhysOut: 12, HwAddr: mac, Payload: payload, Mark: 0xcd010a00}
 	if diff := cmp.Diff(want, qp); diff != "" {
 		t.Fatalf("parsed packet (-want +got):\n%s", diff)
 	}

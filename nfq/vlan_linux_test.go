@@ -1,11 +1,14 @@
 package nfq
 
 import (
+	"context"
 	"encoding/binary"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
@@ -31,8 +34,18 @@ func (dropFINs) Decide(p *Packet, dc *Decision) {
 // it is no IP frame to br_netfilter), so they cross the bridge unqueued,
 // FINs included, as README.md says. With bridge-nf-filter-vlan-tagged off,
 // 802.1Q frames bypass the queue too: that is why the hook checks it.
+// The hook has VLANTags on: every 802.1Q segment's event carries its VLAN
+// id (7), and once the hook is removed nothing of it is left.
 func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	b := newBench(t, dropFINs{})
+	if err := b.hook.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	b.hookC.VLANTags = true
+	var err error
+	if b.hook, err = bridgehook.Install(context.Background(), b.hookC); err != nil {
+		t.Fatal(err)
+	}
 	atDevice := capture(t, b.topo.Bridge, topology.DevicePort)
 	cliMAC, devMAC := b.macs(t)
 	type sent struct {
@@ -84,6 +97,9 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 		if ev.Kind == EventVerdict && ev.TCP && ev.Seg.Dst.Port() == 80 && ev.Seg.Src.Port() >= 41000 && ev.Seg.Src.Port() < 41020 {
 			if _, dup := verdicts[ev.Seg.Src.Port()]; dup {
 				t.Errorf("port %d: two verdicts", ev.Seg.Src.Port())
+			}
+			if ev.VLAN != 7 {
+				t.Errorf("port %d: event VLAN %d, want 7 (the tag, through the mark)", ev.Seg.Src.Port(), ev.VLAN)
 			}
 			verdicts[ev.Seg.Src.Port()] = ev.Verdict
 		}
@@ -164,5 +180,33 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	}
 	if fins != 1 {
 		t.Errorf("with bridge-nf-filter-vlan-tagged=0 the tagged FIN reached the device port %d times, want 1 (unqueued)", fins)
+	}
+}
+
+// TestVLANTagsHookLeavesNothing: the VLANTags hook's nft table is there
+// while the hook is, and gone after Remove, as are its chains.
+func TestVLANTagsHookLeavesNothing(t *testing.T) {
+	b := newBench(t, dropFINs{})
+	ctx := context.Background()
+	if err := b.hook.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	b.hookC.VLANTags = true
+	var err error
+	if b.hook, err = bridgehook.Install(ctx, b.hookC); err != nil {
+		t.Fatal(err)
+	}
+	left, err := bridgehook.Leftovers(ctx, b.topo.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(left, "nft: table bridge closeduel-7") {
+		t.Errorf("installed: %q, want the nft table among them", left)
+	}
+	if err := b.hook.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := bridgehook.Leftovers(ctx, b.topo.Bridge); err != nil || len(left) != 0 {
+		t.Errorf("after Remove: %q, %v; want nothing", left, err)
 	}
 }
