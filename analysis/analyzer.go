@@ -270,7 +270,7 @@ func (a *Analyzer) packet(e *Event) {
 		}
 	}
 	if c.closed == 0 && !tc.ClosedAt.IsZero() {
-		c.closed, c.closeByRST = tc.ClosedAt.UnixNano(), seg.Flags&segment.RST != 0
+		c.closed, c.closeByRST = a.tr.Time(tc.ClosedAt).UnixNano(), seg.Flags&segment.RST != 0
 		if e := int(tc.ClosedEnd); !c.closeByRST && tc.Ends[e].State == tcpstate.TimeWait {
 			c.finalAck = e + 1
 		}
@@ -505,7 +505,6 @@ func (a *Analyzer) Finish() *Report {
 	}
 	slices.SortFunc(live, func(x, y *tupleState) int { return cmp.Compare(x.order(), y.order()) })
 	end := time.Unix(0, a.last)
-	cfg := a.tr.Config()
 	for _, ts := range live {
 		if r := ts.run; r != nil {
 			// Ongoing: a stack may still send on the tuple (by the
@@ -513,7 +512,7 @@ func (a *Analyzer) Finish() *Report {
 			// quiet past the longest back-off.
 			ongoing := false
 			if tc, _ := a.tr.Lookup(r.orig); tc != nil {
-				tc.Age(end, &cfg)
+				a.tr.Age(tc, end)
 				ongoing = tc.MaySend() && uint64(a.last-r.end) <= uint64(a.backoff)
 			}
 			a.endRun(ts, ongoing)

@@ -44,7 +44,7 @@ func (m *Mitigator) quench(seg *segment.Segment, res *tcpstate.Result, side Side
 	if q.tuple != res.Conn.Tuple {
 		*q = quench{tuple: res.Conn.Tuple, lastDir: -1}
 	}
-	if !outOfConnection(res, now) {
+	if !outOfConnection(res) {
 		if seg.Flags&segment.SYN == 0 {
 			*q = quench{tuple: q.tuple, lastDir: -1}
 		}
@@ -78,10 +78,10 @@ func (m *Mitigator) quench(seg *segment.Segment, res *tcpstate.Result, side Side
 // connection, as the analysis has it: its incarnation had closed (an
 // endpoint reached TIME-WAIT or CLOSED) before it and it opens no new one,
 // or the tuple is in conflict (a stale ACK answered its SYN).
-func outOfConnection(res *tcpstate.Result, now time.Time) bool {
+func outOfConnection(res *tcpstate.Result) bool {
 	c := res.Conn
 	if c.Held {
 		return true
 	}
-	return !res.Events.Has(tcpstate.NewIncarnation) && !c.ClosedAt.IsZero() && c.ClosedAt.Before(now)
+	return !res.Events.Has(tcpstate.NewIncarnation) && !c.ClosedAt.IsZero() && c.ClosedAt.Before(res.At)
 }

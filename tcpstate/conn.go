@@ -12,60 +12,64 @@ import (
 type Endpoint struct {
 	// Addr is the endpoint's address and port.
 	Addr netip.AddrPort
-	// Stack is the closing behaviour assumed for it.
-	Stack Stack
-	// State is its inferred state; Since is when it entered it.
-	State State
-	Since time.Time
+	// Since is when it entered State.
+	Since Time
+	// FinAt is when it first sent its FIN (FinSent).
+	FinAt Time
+	// RSTAt is when it last sent an RST (RSTSent).
+	RSTAt Time
 
 	// ISS is its initial sequence number, valid when SynSent is true.
-	ISS     segment.Seq
-	SynSent bool
+	ISS segment.Seq
 	// Base is its initial sequence number as an observer first learns it
 	// (Wireshark's base_seq), valid when BaseSet: from its own first
 	// segment (the sequence number, less one unless a SYN) or from the
 	// first segment with ACK its peer sends (the ack less one), whichever
 	// comes first. A SYN from it with another sequence number starts a new
 	// incarnation.
-	Base    segment.Seq
-	BaseSet bool
+	Base segment.Seq
 	// SndNxt is one past the highest sequence number it has sent, valid
 	// when Sent is true (RFC 9293's SND.NXT as an observer sees it, i.e.
 	// including retransmitted ranges).
 	SndNxt segment.Seq
-	Sent   bool
 	// RcvNxt is the next sequence number it expects from its peer: the
 	// highest acknowledgment it sent, advanced by in-order segments
 	// delivered to it. Valid when Rcv is true.
 	RcvNxt segment.Seq
-	Rcv    bool
+	// FinSeq is the sequence number of its FIN, valid when FinSent.
+	FinSeq segment.Seq
 	// Window is its last advertised receive window in octets (scaled when
 	// both ends negotiated window scaling), RawWindow the raw field.
 	Window    uint32
 	RawWindow uint16
-	// WScale is the window-scale shift it offered in its SYN, -1 for none.
-	WScale int8
-
-	// FinSeq is the sequence number of its FIN, valid when FinSent.
-	FinSeq  segment.Seq
-	FinSent bool
-	// FinAcked: its peer acknowledged that FIN (as delivered to it).
-	FinAcked bool
-	// FinAt is when it first sent its FIN.
-	FinAt time.Time
-	// FinReceived: its peer's FIN was delivered to it.
-	FinReceived bool
-	// finInFlight: its peer's FIN was seen pass but had not reached it
-	// when it last sent (see unreceiveFIN).
-	finInFlight bool
-	// RSTSent: it sent an RST in this incarnation; RSTAt when it last did.
-	RSTSent bool
-	RSTAt   time.Time
 
 	// Segments counts the segments it sent, Retransmissions those of them
 	// that were retransmissions, Fins those that carried a FIN (the first
 	// and its retransmissions).
 	Segments, Retransmissions, Fins uint32
+
+	// Stack is the closing behaviour assumed for it.
+	Stack Stack
+	// State is its inferred state.
+	State State
+	// WScale is the window-scale shift it offered in its SYN, -1 for none.
+	WScale int8
+
+	// SynSent, BaseSet, Sent and Rcv say ISS, Base, SndNxt and RcvNxt are
+	// valid. (The small fields come last, so that a Conn, which holds two
+	// Endpoints, has no padding to speak of: 100k tracked connections.)
+	SynSent, BaseSet, Sent, Rcv bool
+	// FinSent: it sent a FIN (FinSeq, FinAt).
+	FinSent bool
+	// FinAcked: its peer acknowledged that FIN (as delivered to it).
+	FinAcked bool
+	// FinReceived: its peer's FIN was delivered to it.
+	FinReceived bool
+	// finInFlight: its peer's FIN was seen pass but had not reached it
+	// when it last sent (see unreceiveFIN).
+	finInFlight bool
+	// RSTSent: it sent an RST in this incarnation (RSTAt).
+	RSTSent bool
 }
 
 // Conn is one incarnation of a 4-tuple: from a SYN (or from the first
@@ -78,12 +82,23 @@ type Conn struct {
 	// PrevID is the ID of the previous incarnation of the same 4-tuple, 0
 	// when there was none that the tracker still remembered.
 	PrevID uint64
-	// Incarnation counts the incarnations of this 4-tuple the tracker has
-	// seen, starting at 1.
-	Incarnation uint32
 	// Tuple is the canonical tuple: Ends[0] is Tuple.Src, Ends[1] Tuple.Dst.
 	Tuple segment.Tuple
 	Ends  [2]Endpoint
+	// Start is when the incarnation began, Last when its last segment was
+	// seen.
+	Start, Last Time
+	// FirstCloseAt is when FirstCloser closed.
+	FirstCloseAt Time
+	// ClosedAt is when an endpoint first reached TIME-WAIT or CLOSED after
+	// the incarnation was synchronized (ESTABLISHED on either end); zero
+	// while open. ClosedEnd is the index of that endpoint.
+	ClosedAt Time
+	// Incarnation counts the incarnations of this 4-tuple the tracker has
+	// seen, starting at 1.
+	Incarnation uint32
+	// RSTs counts the RSTs seen in this incarnation.
+	RSTs uint32
 	// Opener is the index in Ends of the endpoint that sent the opening
 	// SYN, -1 when the connection was picked up in the middle.
 	Opener int8
@@ -91,17 +106,7 @@ type Conn struct {
 	// aborting RST, -1 while neither has; FirstCloseRST says it was an RST.
 	FirstCloser   int8
 	FirstCloseRST bool
-	FirstCloseAt  time.Time
-	// Start is when the incarnation began, Last when its last segment was
-	// seen.
-	Start, Last time.Time
-	// ClosedAt is when an endpoint first reached TIME-WAIT or CLOSED after
-	// the incarnation was synchronized (ESTABLISHED on either end); zero
-	// while open. ClosedEnd is the index of that endpoint.
-	ClosedAt  time.Time
-	ClosedEnd int8
-	// RSTs counts the RSTs seen in this incarnation.
-	RSTs uint32
+	ClosedEnd     int8
 	// Reused says the incarnation reuses its 4-tuple while the other
 	// endpoint still holds the previous incarnation: by the tracker's model
 	// when the opening SYN came (TIME-WAIT for as long as that endpoint's
@@ -149,7 +154,7 @@ func (c *Conn) Closed() bool {
 }
 
 // setState moves endpoint i to s at now and notes the close time.
-func (c *Conn) setState(i int, s State, now time.Time) {
+func (c *Conn) setState(i int, s State, now Time) {
 	e := &c.Ends[i]
 	if e.State == s {
 		return
@@ -165,7 +170,7 @@ func (c *Conn) setState(i int, s State, now time.Time) {
 }
 
 // noteClose records the first close of the incarnation.
-func (c *Conn) noteClose(i int, rst bool, now time.Time) {
+func (c *Conn) noteClose(i int, rst bool, now Time) {
 	if c.FirstCloser >= 0 {
 		return
 	}
@@ -234,10 +239,6 @@ func (c *Conn) Acceptable(i int, seg *segment.Segment) bool {
 	return !e.Rcv || seg.Seq == e.RcvNxt
 }
 
-// Age applies the timers that ran out before now (TIME-WAIT and
-// FIN-WAIT-2 ending), as the tracker does before each segment.
-func (c *Conn) Age(now time.Time, cfg *Config) { c.age(now, cfg) }
-
 // heldOpen reports whether a stack may keep the endpoint's state with no
 // timer of its own running out: ESTABLISHED and CLOSE-WAIT wait for their
 // application or their peer, and so does a FIN-WAIT-2 that its stack never
@@ -264,7 +265,7 @@ func finWait2Len(s Stack) time.Duration {
 }
 
 // age applies the timers that ran out before now.
-func (c *Conn) age(now time.Time, cfg *Config) {
+func (c *Conn) age(now Time, cfg *Config) {
 	for i := range c.Ends {
 		e := &c.Ends[i]
 		switch e.State {
@@ -291,7 +292,7 @@ func (c *Conn) window(e *Endpoint, seg *segment.Segment) uint32 {
 
 // sent applies what sending seg tells about endpoint i (the sender) and
 // classifies the segment. The incarnation has already been chosen.
-func (c *Conn) sent(i int, seg *segment.Segment, now time.Time) Event {
+func (c *Conn) sent(i int, seg *segment.Segment, now Time) Event {
 	e, p := &c.Ends[i], &c.Ends[1-i]
 	var ev Event
 	if c.RSTs > 0 {
@@ -443,7 +444,7 @@ func (c *Conn) sent(i int, seg *segment.Segment, now time.Time) Event {
 }
 
 // receiveFIN applies the delivery of the peer's FIN to endpoint i.
-func (c *Conn) receiveFIN(i int, now time.Time) {
+func (c *Conn) receiveFIN(i int, now Time) {
 	e := &c.Ends[i]
 	if e.FinReceived {
 		if e.State == TimeWait {
@@ -495,7 +496,7 @@ func (c *Conn) unreceiveFIN(i int) {
 }
 
 // deliver applies the arrival of seg, sent by endpoint 1-i, at endpoint i.
-func (c *Conn) deliver(i int, seg *segment.Segment, now time.Time) {
+func (c *Conn) deliver(i int, seg *segment.Segment, now Time) {
 	e := &c.Ends[i]
 	f := seg.Flags
 	if f&segment.RST != 0 {
@@ -556,7 +557,7 @@ func (c *Conn) deliver(i int, seg *segment.Segment, now time.Time) {
 }
 
 // deliverRST applies the arrival of an RST at endpoint i.
-func (c *Conn) deliverRST(i int, seg *segment.Segment, now time.Time) {
+func (c *Conn) deliverRST(i int, seg *segment.Segment, now Time) {
 	e := &c.Ends[i]
 	exact := !e.Rcv || seg.Seq == e.RcvNxt
 	inWindow := !e.Rcv || seg.Seq.InWindow(e.RcvNxt, max(e.Window, 1))

@@ -68,6 +68,9 @@ type Config struct {
 // the tracker and stays valid until the next call that may evict it (Sent).
 type Result struct {
 	Conn *Conn
+	// At is the segment's time as the tracker keeps it (what the Conn's
+	// times compare with).
+	At Time
 	// Slot is a dense index below Config.MaxConns that stays the
 	// connection's while the tracker remembers it (across incarnations of
 	// the same 4-tuple); callers use it to index side tables.
@@ -111,6 +114,7 @@ type Tracker struct {
 	free   []int32
 	nextID uint64
 	stats  Stats
+	clock  clock
 }
 
 // New returns a Tracker with its table allocated.
@@ -182,7 +186,8 @@ func (t *Tracker) Stats() *Stats { return &t.stats }
 // acknowledgments, about what the sender received) and classifies the
 // segment. What the receiver makes of it is applied by Deliver, once the
 // segment is known to arrive.
-func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
+func (t *Tracker) Sent(seg *segment.Segment, at time.Time) Result {
+	now := t.clock.stamp(at)
 	t.expire(now)
 	key, rev := seg.Tuple().Canonical()
 	from := 0
@@ -216,7 +221,7 @@ func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
 		}
 		t.touch(slot)
 	}
-	r := Result{Conn: c, Slot: slot, From: from, Before: [2]State{c.Ends[0].State, c.Ends[1].State},
+	r := Result{Conn: c, Slot: slot, At: now, From: from, Before: [2]State{c.Ends[0].State, c.Ends[1].State},
 		Fins: [2]uint32{c.Ends[0].Fins, c.Ends[1].Fins}, WasClosed: !c.ClosedAt.IsZero()}
 	if c.Midstream && ev&NewIncarnation != 0 {
 		ev |= Midstream
@@ -228,7 +233,7 @@ func (t *Tracker) Sent(seg *segment.Segment, now time.Time) Result {
 // Deliver applies, at now, the arrival of seg at its destination. id
 // names the incarnation it belongs to (Result.Conn.ID); 0 means whichever
 // is current. It reports whether the connection was found.
-func (t *Tracker) Deliver(seg *segment.Segment, id uint64, now time.Time) bool {
+func (t *Tracker) Deliver(seg *segment.Segment, id uint64, at time.Time) bool {
 	key, rev := seg.Tuple().Canonical()
 	slot := t.lookup(key)
 	if slot < 0 {
@@ -242,6 +247,7 @@ func (t *Tracker) Deliver(seg *segment.Segment, id uint64, now time.Time) bool {
 	if rev {
 		to = 0
 	}
+	now := t.clock.stamp(at)
 	c.age(now, &t.cfg)
 	c.deliver(to, seg, now)
 	return true
@@ -252,7 +258,7 @@ func (t *Tracker) Deliver(seg *segment.Segment, id uint64, now time.Time) bool {
 // other (and an RST counts for AfterRST), but it says nothing about the
 // endpoint it claims to come from. It reports whether the connection was
 // found.
-func (t *Tracker) Forged(seg *segment.Segment, now time.Time) bool {
+func (t *Tracker) Forged(seg *segment.Segment, at time.Time) bool {
 	key, rev := seg.Tuple().Canonical()
 	slot := t.lookup(key)
 	if slot < 0 {
@@ -266,6 +272,7 @@ func (t *Tracker) Forged(seg *segment.Segment, now time.Time) bool {
 	if rev {
 		to = 0
 	}
+	now := t.clock.stamp(at)
 	c.age(now, &t.cfg)
 	c.deliver(to, seg, now)
 	return true
@@ -287,7 +294,7 @@ func (t *Tracker) Lookup(tuple segment.Tuple) (*Conn, int) {
 // tracker ages states only when a connection sees a segment, so a looked-up
 // endpoint can show a TIME-WAIT that has already run out.
 func (t *Tracker) InTimeWait(e *Endpoint, now time.Time) bool {
-	return e.State == TimeWait && now.Sub(e.Since) < timeWaitLen(e.Stack, &t.cfg)
+	return e.State == TimeWait && t.clock.stamp(now).Sub(e.Since) < timeWaitLen(e.Stack, &t.cfg)
 }
 
 // Holds reports whether endpoint e still holds state for its tuple at now:
@@ -303,11 +310,20 @@ func (t *Tracker) Holds(e *Endpoint, now time.Time) bool {
 	return true
 }
 
+// Time returns a time the tracker keeps (in a Conn or an Endpoint, or a
+// Result's At) as a time.Time; never is the zero time.Time.
+func (t *Tracker) Time(v Time) time.Time { return t.clock.time(v) }
+
+// Age applies to c (a connection this tracker holds) the timers that ran
+// out before now (TIME-WAIT and FIN-WAIT-2 ending), as the tracker does
+// before each segment.
+func (t *Tracker) Age(c *Conn, now time.Time) { c.age(t.clock.stamp(now), &t.cfg) }
+
 // Len returns how many connections are tracked.
 func (t *Tracker) Len() int { return int(t.stats.Conns.Load()) }
 
 // fresh resets c to a new incarnation of key.
-func (t *Tracker) fresh(c *Conn, key segment.Tuple, now time.Time) {
+func (t *Tracker) fresh(c *Conn, key segment.Tuple, now Time) {
 	t.nextID++
 	*c = Conn{ID: t.nextID, Incarnation: 1, Tuple: key, Opener: -1, FirstCloser: -1, Start: now, Last: now}
 	c.Ends[0] = Endpoint{Addr: key.Src, WScale: -1, Since: now}
@@ -319,7 +335,7 @@ func (t *Tracker) fresh(c *Conn, key segment.Tuple, now time.Time) {
 }
 
 // open sets the states of a connection first seen with seg from end from.
-func (t *Tracker) open(c *Conn, from int, seg *segment.Segment, now time.Time) {
+func (t *Tracker) open(c *Conn, from int, seg *segment.Segment, now Time) {
 	f := seg.Flags
 	p := &c.Ends[1-from]
 	switch {
@@ -342,7 +358,7 @@ func (t *Tracker) open(c *Conn, from int, seg *segment.Segment, now time.Time) {
 // The other endpoint keeps its state when it still holds any (TIME-WAIT,
 // or a half-open connection): its TCB is not the new connection's but it
 // is what the SYN meets.
-func (t *Tracker) reincarnate(c *Conn, from int, now time.Time) {
+func (t *Tracker) reincarnate(c *Conn, from int, now Time) {
 	prev := *c
 	p := prev.Ends[1-from]
 	p.Segments, p.Retransmissions, p.Fins, p.RSTSent = 0, 0, 0, false
@@ -366,7 +382,7 @@ func (t *Tracker) reincarnate(c *Conn, from int, now time.Time) {
 // been quiet past Config.Idle is not forgotten but moved out of the cold
 // end, so the connections behind it can expire; only memory (MaxConns)
 // takes its slot.
-func (t *Tracker) expire(now time.Time) {
+func (t *Tracker) expire(now Time) {
 	for range 2 {
 		s := t.tail
 		if s < 0 {
@@ -389,7 +405,7 @@ func (t *Tracker) expire(now time.Time) {
 // for Config.Idle with neither endpoint holding the connection open. A
 // connection that both stacks keep ESTABLISHED is remembered however long
 // it is quiet, as the stacks remember it.
-func (t *Tracker) expirable(c *Conn, now time.Time) bool {
+func (t *Tracker) expirable(c *Conn, now Time) bool {
 	c.age(now, &t.cfg)
 	idle := now.Sub(c.Last)
 	if c.Ends[0].State <= Listen && c.Ends[1].State <= Listen && idle >= 2*t.cfg.MSL {

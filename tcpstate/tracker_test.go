@@ -108,7 +108,7 @@ func run(t *testing.T, sc scenario, cfg Config) *Tracker {
 		if c == nil {
 			t.Fatalf("%s: connection not tracked", label)
 		}
-		c.age(now, &tr.cfg)
+		tr.Age(c, now)
 		got := [2]State{c.Ends[c.End(clientAddr)].State, c.Ends[c.End(deviceAddr)].State}
 		if want := [2]State{st.client, st.device}; got != want {
 			t.Errorf("%s: states (client, device) = %v, want %v", label, got, want)
@@ -295,7 +295,7 @@ func TestConnRecordsWhoClosedFirstAndWhen(t *testing.T) {
 	}
 	got := summary{
 		Opener: int(c.Opener), FirstCloser: int(c.FirstCloser), FirstCloseRST: c.FirstCloseRST,
-		FirstCloseAt: c.FirstCloseAt.Sub(t0), ClosedAt: c.ClosedAt.Sub(t0),
+		FirstCloseAt: tr.Time(c.FirstCloseAt).Sub(t0), ClosedAt: tr.Time(c.ClosedAt).Sub(t0),
 		DeviceFinAcked: c.Ends[d].FinAcked, ClientFin: c.Ends[cl].FinSent, DeviceFinSeq: c.Ends[d].FinSeq,
 		Segments: [2]uint32{c.Ends[cl].Segments, c.Ends[d].Segments},
 	}

@@ -638,6 +638,9 @@ func (c *controller) handle(args []string) (string, error) {
 				st.Packets, st.Accepted, st.Dropped, st.HeldNow, st.Injected, st.Duplicated)
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
+			ts := c.decider.TrackerStats()
+			fmt.Fprintf(&b, "tracked connections %d (max %d), expired %d, evicted %d\n",
+				ts.Conns.Load(), c.decider.TrackerConfig().MaxConns, ts.Expired.Load(), ts.Evicted.Load())
 			fmt.Fprintf(&b, "process: goroutines %d, heap in use %d kB\n", runtime.NumGoroutine(), ms.HeapInuse/1024)
 			fmt.Fprintf(&b, "holds refused (table full) %d, kernel queue dropped %d, user dropped %d\n",
 				st.HoldOverflow, st.KernelQueueDropped, st.KernelUserDropped)
