@@ -6,9 +6,10 @@ GO ?= go
 # (tshark, the C anchor's library, headless Chromium for the HTML report,
 # jq for the log's interop, systemd's systemd-analyze for the unit check,
 # systemd-container's systemd-nspawn to boot systemd for the service test,
-# ping for the deployment test's other traffic).
+# ping for the deployment test's other traffic, zsh and fish for the shell
+# completion test).
 LAB_PACKAGES := iptables iproute2 ethtool tcpdump util-linux procps pkg-config gcc make liblwip-dev
-TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium jq systemd systemd-container iputils-ping
+TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium jq systemd systemd-container iputils-ping zsh fish
 BIN := bin/closeduel
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # DIST_FLAGS make reproducible static binaries with the version stamped.

@@ -83,5 +83,12 @@ _closeduel() {
     _files
   fi
 }
-compdef _closeduel closeduel
+# Autoloaded from $fpath (compinit), this file is _closeduel's body: the
+# first call defines the function above and must also complete. Sourced,
+# it registers the function.
+if [[ "${funcstack[1]}" == _closeduel ]]; then
+  _closeduel "$@"
+else
+  compdef _closeduel closeduel
+fi
 `
