@@ -110,6 +110,9 @@ func appendEvent(b []byte, r *record) []byte {
 	if r.dir != "" {
 		b = appendStringField(b, "dir", r.dir)
 	}
+	if r.vlan != 0 {
+		b = appendUintField(b, "vlan", uint64(r.vlan))
+	}
 	if r.tcp {
 		s := &r.seg
 		b = appendKey(b, "src")

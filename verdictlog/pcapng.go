@@ -30,13 +30,30 @@ type pcapOut struct {
 	ng      *pcapgo.NgWriter
 	comment []byte // reused comment buffer
 	block   []byte // reused enhanced packet block
+	frame   []byte // reused Ethernet frame of a tagged packet
+	snapLen int
 	start   time.Time
+	// vlanIntf is where the description of interface VLANInterfaceName
+	// is: not written, in p.block (encode put it there), in the file's
+	// buffer, or flushed. A failed flush drops the buffer, and with it the
+	// description, which the next tagged record then writes again.
+	vlanIntf intfState
 }
+
+// intfState says where an interface description block is.
+type intfState uint8
+
+const (
+	intfNone intfState = iota
+	intfInBlock
+	intfBuffered
+	intfFlushed
+)
 
 // newPcapOut writes the section header and the interface description
 // block to w and flushes them.
 func newPcapOut(out *fileOut, snapLen int, version string, start time.Time) (*pcapOut, error) {
-	p := &pcapOut{out: out, comment: make([]byte, 0, 256), block: make([]byte, 0, 2048), start: start}
+	p := &pcapOut{out: out, comment: make([]byte, 0, 256), block: make([]byte, 0, 2048), frame: make([]byte, 0, snapLen+vlanHeaderLen), snapLen: snapLen, start: start}
 	intf := pcapgo.NgInterface{
 		Name:                InterfaceName,
 		Description:         "packets as the closeduel NFQUEUE middlebox let them go (or dropped them)",
@@ -69,12 +86,87 @@ func userAppl(version string) string {
 	return "closeduel " + version
 }
 
+// VLANInterfaceName is the name of the capture's second interface, of
+// link type Ethernet, which holds the packets that carried an 802.1Q tag
+// on the bridge: each as an Ethernet frame with that tag, so Wireshark
+// shows vlan.id. Its description block comes just before the first such
+// packet; a capture without tagged packets has only InterfaceName.
+const VLANInterfaceName = "closeduel-vlan"
+
+// vlanHeaderLen is the Ethernet header with one 802.1Q tag.
+const vlanHeaderLen = 18
+
 // encode builds the frame of r in p.block; drops, when non-zero, is the
 // number of events lost just before it and goes into the frame's
 // epb_dropcount. It allocates nothing.
 func (p *pcapOut) encode(r *record, drops uint64) {
 	p.comment = appendComment(p.comment[:0], r)
-	p.block = appendEPB(p.block[:0], r.left, r.data, r.origLen, p.comment, drops)
+	p.block = p.block[:0]
+	if r.vlan == 0 {
+		p.block = appendEPB(p.block, 0, r.left, r.data, r.origLen, p.comment, drops)
+		return
+	}
+	if p.vlanIntf == intfNone {
+		p.block = appendVLANIDB(p.block, p.snapLen+vlanHeaderLen)
+		p.vlanIntf = intfInBlock
+	}
+	p.frame = appendVLANFrame(p.frame[:0], r.vlan, r.data)
+	p.block = appendEPB(p.block, 1, r.left, p.frame, r.origLen+vlanHeaderLen, p.comment, drops)
+}
+
+// wrote tells p that p.block went into the file's buffer.
+func (p *pcapOut) wrote() {
+	if p.vlanIntf == intfInBlock {
+		p.vlanIntf = intfBuffered
+	}
+}
+
+// appendVLANFrame appends an Ethernet frame for IP packet ip with an
+// 802.1Q tag for VLAN id. The addresses are zero: the queue hands over
+// the IP packet without them.
+func appendVLANFrame(b []byte, id uint16, ip []byte) []byte {
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0x00, byte(id>>8)&0x0f, byte(id))
+	if len(ip) > 0 && ip[0]>>4 == 6 {
+		b = append(b, 0x86, 0xdd)
+	} else {
+		b = append(b, 0x08, 0x00)
+	}
+	return append(b, ip...)
+}
+
+// pcapng interface description block and its options.
+const (
+	blockIDB        = 1
+	optIfName       = 2
+	optIfDesc       = 3
+	optIfTsresol    = 9
+	vlanDescription = "packets that carried an 802.1Q tag on the bridge, with that tag (Ethernet addresses zero)"
+)
+
+// appendVLANIDB appends the description of interface 1: Ethernet,
+// VLANInterfaceName, nanosecond timestamps.
+func appendVLANIDB(b []byte, snapLen int) []byte {
+	start := len(b)
+	b = ne.AppendUint32(b, blockIDB)
+	b = ne.AppendUint32(b, 0) // total length, set below
+	b = ne.AppendUint16(b, uint16(layers.LinkTypeEthernet))
+	b = ne.AppendUint16(b, 0)
+	b = ne.AppendUint32(b, uint32(snapLen))
+	for _, o := range []struct {
+		code uint16
+		val  string
+	}{{optIfName, VLANInterfaceName}, {optIfDesc, vlanDescription}, {optIfTsresol, "\x09"}} {
+		b = ne.AppendUint16(b, o.code)
+		b = ne.AppendUint16(b, uint16(len(o.val)))
+		b = append(b, o.val...)
+		b = pad4(b, len(o.val))
+	}
+	b = ne.AppendUint16(b, optEndOfOpt)
+	b = ne.AppendUint16(b, 0)
+	total := uint32(len(b) - start + 4)
+	b = ne.AppendUint32(b, total)
+	ne.PutUint32(b[start+4:], total)
+	return b
 }
 
 // pcapng block and option codes (draft-ietf-opsawg-pcapng).
@@ -85,13 +177,13 @@ const (
 	optEPBDropCount = 4
 )
 
-// appendEPB appends an enhanced packet block for interface 0 (whose
+// appendEPB appends an enhanced packet block for interface intf (whose
 // if_tsresol is 9: nanoseconds) in the section's byte order.
-func appendEPB(b []byte, t int64, data []byte, origLen int, comment []byte, drops uint64) []byte {
+func appendEPB(b []byte, intf uint32, t int64, data []byte, origLen int, comment []byte, drops uint64) []byte {
 	start := len(b)
 	b = ne.AppendUint32(b, blockEPB)
 	b = ne.AppendUint32(b, 0) // total length, set below
-	b = ne.AppendUint32(b, 0) // interface id
+	b = ne.AppendUint32(b, intf)
 	ts := uint64(t)
 	b = ne.AppendUint32(b, uint32(ts>>32))
 	b = ne.AppendUint32(b, uint32(ts))
@@ -141,10 +233,17 @@ func (p *pcapOut) finish(end time.Time, received, dropped uint64) error {
 }
 
 func (p *pcapOut) flush() error {
-	if err := p.ng.Flush(); err != nil {
-		return err
+	err := p.ng.Flush()
+	if err == nil {
+		err = p.out.Flush()
 	}
-	return p.out.Flush()
+	if p.vlanIntf == intfBuffered {
+		p.vlanIntf = intfFlushed
+		if err != nil {
+			p.vlanIntf = intfNone // cut back with the batch
+		}
+	}
+	return err
 }
 
 // appendComment appends the frame comment of r, e.g.

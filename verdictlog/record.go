@@ -23,6 +23,7 @@ type record struct {
 	lostBefore uint64
 
 	seg      segment.Segment // when tcp
+	vlan     uint16          // 802.1Q VLAN id, 0 when untagged
 	src, dst netip.Addr      // when !tcp, from the IP header if it parsed
 
 	conn                       uint64
@@ -39,6 +40,7 @@ func (r *record) fill(ev *nfq.Event) {
 	r.verdict = ev.Verdict
 	r.tcp = ev.TCP
 	r.id = ev.PacketID
+	r.vlan = ev.VLAN
 	r.arrived = ev.Arrived.UnixNano()
 	r.left = ev.Left.UnixNano()
 	if ev.TCP {

@@ -529,6 +529,7 @@ func (w *Writer) writeEvent(r *record) {
 	}
 	if w.pcap != nil {
 		w.pcap.out.Write(w.pcap.block)
+		w.pcap.wrote()
 	}
 	w.unflushed++
 }

@@ -1,0 +1,143 @@
+package verdictlog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/segment"
+)
+
+// writeVLANEvents logs an untagged segment, a VLAN 10 one, an untagged
+// one, a VLAN 4094 IPv6 one and returns the files.
+func writeVLANEvents(t *testing.T) (jsonPath, pcapPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	jsonPath, pcapPath = filepath.Join(dir, "v.jsonl"), filepath.Join(dir, "v.pcapng")
+	w, err := Open(Config{JSONPath: jsonPath, PcapPath: pcapPath, SnapLen: fixtureSnapLen, Version: "test-1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, vlan := range []uint16{0, 10, 0, 4094} {
+		from, to := client, device
+		if vlan == 4094 {
+			from, to = client6, device6
+		}
+		pkt, seg := tcpPacket(t, from, to, segment.ACK, uint32(1000+i), 1, 100, 3)
+		w.Record(&nfq.Event{Kind: nfq.EventVerdict, Arrived: t0, Left: t0.Add(time.Duration(i) * time.Millisecond), PacketID: uint32(i + 1),
+			Decision: &nfq.Decision{}, Data: pkt, Seg: seg, TCP: true, VLAN: vlan})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return jsonPath, pcapPath
+}
+
+// TestVLANInTheLogAndTheCapture: a tagged packet's record has "vlan", an
+// untagged one's has none; in the pcapng the tagged ones are Ethernet
+// frames with their 802.1Q tag on a second interface, described before
+// the first of them, and the IP packet after the tag is the one logged.
+func TestVLANInTheLogAndTheCapture(t *testing.T) {
+	jsonPath, pcapPath := writeVLANEvents(t)
+	var got []any
+	for _, rec := range readJSONL(t, jsonPath) {
+		if rec["kind"] == "verdict" {
+			got = append(got, rec["vlan"])
+		}
+	}
+	if diff := cmp.Diff([]any{nil, 10, nil, 4094}, got); diff != "" {
+		t.Errorf("vlan fields (-want +got):\n%s", diff)
+	}
+
+	f, err := os.Open(pcapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type frame struct {
+		Intf int
+		VLAN uint16
+		Type uint16
+		IPv  byte
+	}
+	var frames []frame
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr := frame{Intf: ci.InterfaceIndex}
+		if ci.InterfaceIndex == 1 {
+			if len(data) < 19 || binary.BigEndian.Uint16(data[12:]) != 0x8100 {
+				t.Fatalf("tagged frame % x", data[:min(len(data), 19)])
+			}
+			fr.VLAN, fr.Type, fr.IPv = binary.BigEndian.Uint16(data[14:]), binary.BigEndian.Uint16(data[16:]), data[18]>>4
+			if ci.CaptureLength != len(data) || ci.Length != len(data) {
+				t.Errorf("tagged frame: cap %d len %d, want %d both", ci.CaptureLength, ci.Length, len(data))
+			}
+		} else {
+			fr.IPv = data[0] >> 4
+		}
+		frames = append(frames, fr)
+	}
+	want := []frame{{0, 0, 0, 4}, {1, 10, 0x0800, 4}, {0, 0, 0, 4}, {1, 4094, 0x86dd, 6}}
+	if diff := cmp.Diff(want, frames); diff != "" {
+		t.Errorf("frames (-want +got):\n%s", diff)
+	}
+	if r.NInterfaces() != 2 {
+		t.Fatalf("%d interfaces, want 2", r.NInterfaces())
+	}
+	if intf, _ := r.Interface(1); intf.Name != VLANInterfaceName || intf.LinkType != layers.LinkTypeEthernet || intf.SnapLength != fixtureSnapLen+vlanHeaderLen {
+		t.Errorf("interface 1: %q %v snaplen %d", intf.Name, intf.LinkType, intf.SnapLength)
+	}
+}
+
+// TestTsharkShowsTheVLAN: Wireshark reads the tag and the comment of
+// every frame.
+func TestTsharkShowsTheVLAN(t *testing.T) {
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("tshark is not installed; CI must install it (Debian package tshark)")
+		}
+		t.Skip("skipped: tshark not installed")
+	}
+	_, pcapPath := writeVLANEvents(t)
+	cmd := exec.Command(tshark, "-r", pcapPath, "-T", "fields", "-e", "vlan.id", "-e", "tcp.seq_raw", "-e", "frame.comment")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, stderr.Bytes())
+	}
+	t.Logf("tshark -T fields -e vlan.id -e tcp.seq_raw -e frame.comment:\n%s", out)
+	want := []string{
+		"\t1000\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=0s",
+		"10\t1001\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=1ms",
+		"\t1002\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=2ms",
+		"4094\t1003\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=3ms",
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")); diff != "" {
+		t.Errorf("tshark (-want +got):\n%s", diff)
+	}
+}
