@@ -45,11 +45,13 @@ missing. A rule file is a regular file of at most 1 MiB and 1000 rules
 (--allow-pipe also reads a FIFO or pipe).` + examples(
 			"closeduel run --bridge br0 --host 192.168.100.1 --host 192.168.100.99 --log verdicts.jsonl --pcap capture.pcapng",
 			"closeduel run --netns cd-demo-bridge --rules lost-final-ack --duration 60s",
+			"closeduel run --bridge br0 --vlan-tags --log verdicts.jsonl --pcap capture.pcapng",
 			"CLOSEDUEL_RULES=/etc/closeduel/rules.yaml CLOSEDUEL_BRIDGE=br0 closeduel run",
 		),
 		Flags: []cli.Flag{
 			&cli.UintFlag{Name: "queue", Value: 7, EnvVars: []string{"CLOSEDUEL_QUEUE"}, Usage: "NFQUEUE number"},
 			&cli.IntFlag{Name: "queues", Value: 1, EnvVars: []string{"CLOSEDUEL_QUEUES"}, Usage: "spread connections over this many queues (--queue and the next ones), one engine thread each; each connection stays on one queue (an HMARK rule hashes its addresses and ports into the packets' firewall mark)"},
+			&cli.BoolFlag{Name: "vlan-tags", EnvVars: []string{"CLOSEDUEL_VLAN_TAGS"}, Usage: "keep the 802.1Q VLAN id of tagged frames in the verdict log (\"vlan\") and the capture: an nft rule (bridge family, table closeduel-<queue>) copies it into each hooked frame's firewall mark; needs the nft command and --queues 1"},
 			&cli.StringFlag{Name: "hook", Value: "bridge", EnvVars: []string{"CLOSEDUEL_HOOK"}, Usage: "bridge: install the iptables chain; none: print the rules and leave them to you"},
 			&cli.StringFlag{Name: "bridge", EnvVars: []string{"CLOSEDUEL_BRIDGE"}, Usage: "queue only traffic bridged by this bridge (default: every bridge)"},
 			&cli.StringSliceFlag{Name: "host", EnvVars: []string{"CLOSEDUEL_HOSTS"}, Usage: "queue only TCP between these addresses or prefixes (repeat, or comma-separated in the variable; default: the rule file's hosts, else all)"},
@@ -82,6 +84,10 @@ missing. A rule file is a regular file of at most 1 MiB and 1000 rules
 				Metrics:  c.String("metrics"),
 				RTPrio:   c.Int("rt-priority"),
 				Queues:   c.Int("queues"),
+				VLANTags: c.Bool("vlan-tags"),
+			}
+			if opts.VLANTags && opts.Queues > 1 {
+				return fmt.Errorf("run: --vlan-tags with --queues %d: %w", opts.Queues, bridgehook.ErrVLANTagsQueues)
 			}
 			if q := opts.Queues; q < 1 || q > 64 || int(opts.Queue)+q-1 > 65535 {
 				return fmt.Errorf("run: --queues %d: want 1..64, ending at queue 65535 at most", q)
@@ -120,6 +126,7 @@ type runOptions struct {
 	Duration          time.Duration
 	RTPrio            int // SCHED_FIFO priority of the packet thread; 0: none
 	Queues            int // queues Queue.. Queue+Queues-1, one engine each
+	VLANTags          bool
 	// Metrics is the address of the /metrics listener; "" for none.
 	Metrics string
 }
@@ -196,7 +203,7 @@ func runInline(ctx context.Context, o runOptions, out io.Writer, log *slog.Logge
 		return fmt.Errorf("run: %w", err)
 	}
 
-	hookCfg := bridgehook.Config{NetNS: o.NetNS, Queue: o.Queue, Bridge: o.Bridge, Hosts: o.Hosts, Queues: o.Queues}
+	hookCfg := bridgehook.Config{NetNS: o.NetNS, Queue: o.Queue, Bridge: o.Bridge, Hosts: o.Hosts, Queues: o.Queues, VLANTags: o.VLANTags}
 	var hook *bridgehook.Hook
 	if o.Hook == "bridge" {
 		hook, err = bridgehook.Install(ctx, hookCfg)
@@ -386,7 +393,11 @@ func describeHook(o runOptions, cfg bridgehook.Config) string {
 	if o.NetNS != "" {
 		where += " in netns " + o.NetNS
 	}
-	return "iptables chain " + cfg.Chain() + " on " + where
+	s := "iptables chain " + cfg.Chain() + " on " + where
+	if cfg.VLANTags {
+		s += ", VLAN tags by nft table bridge " + cfg.VLANTable()
+	}
+	return s
 }
 
 // summaryFields turns a snapshot into the verdict log's summary record.
