@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -20,6 +21,9 @@ import (
 	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/topology"
 )
+
+// vlanJqQuery counts verdicts per VLAN, as docs/deploy.md shows it.
+const vlanJqQuery = `jq -s -c 'map(select(.kind == "verdict")) | group_by(.vlan) | map({vlan: .[0].vlan, packets: length})'`
 
 // TestVLANTagsInTheLogAndTheCapture runs closeduel with --vlan-tags, --log
 // and --pcap on a bridge that carries one TCP flow tagged VLAN 10 (between
@@ -116,6 +120,25 @@ func TestVLANTagsInTheLogAndTheCapture(t *testing.T) {
 		t.Fatalf("log: %d records of the tagged flow, %d of the untagged one; want >= 24 each", tagged, untagged)
 	}
 	t.Logf("log: %d verdicts of the VLAN %d flow, all with \"vlan\":%d; %d of the untagged flow, none", tagged, vid, vid, untagged)
+
+	// docs/deploy.md's jq query: the verdicts per VLAN.
+	if _, err := exec.LookPath("jq"); err == nil {
+		doc, err := os.ReadFile("../../docs/deploy.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), vlanJqQuery+" verdicts.jsonl") {
+			t.Errorf("docs/deploy.md does not show the tested query %s", vlanJqQuery)
+		}
+		out, err := exec.Command("sh", "-c", vlanJqQuery+" "+logPath).Output()
+		if err != nil {
+			t.Fatalf("jq: %v", err)
+		}
+		want := fmt.Sprintf(`[{"vlan":null,"packets":%d},{"vlan":10,"packets":%d}]`, untagged, tagged)
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", vlanJqQuery, got, want)
+		}
+	}
 
 	// The capture, as tshark reads it.
 	cmd := exec.Command("tshark", "-r", pcapPath, "-T", "fields", "-e", "vlan.id", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "frame.comment")
