@@ -184,7 +184,8 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 }
 
 // TestVLANTagsHookLeavesNothing: the VLANTags hook's nft table is there
-// while the hook is, and gone after Remove, as are its chains.
+// while the hook is, and gone after Remove, as are its chains; Cleanup
+// (closeduel cleanup) removes a table left behind.
 func TestVLANTagsHookLeavesNothing(t *testing.T) {
 	b := newBench(t, dropFINs{})
 	ctx := context.Background()
@@ -208,5 +209,16 @@ func TestVLANTagsHookLeavesNothing(t *testing.T) {
 	}
 	if left, err := bridgehook.Leftovers(ctx, b.topo.Bridge); err != nil || len(left) != 0 {
 		t.Errorf("after Remove: %q, %v; want nothing", left, err)
+	}
+	// A crashed run's: closeduel cleanup's Cleanup removes the table too.
+	if b.hook, err = bridgehook.Install(ctx, b.hookC); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := bridgehook.Cleanup(ctx, b.topo.Bridge)
+	if err != nil || !slices.Contains(removed, "nft bridge closeduel-7") {
+		t.Errorf("Cleanup removed %q, %v; want the nft table among them", removed, err)
+	}
+	if left, err := bridgehook.Leftovers(ctx, b.topo.Bridge); err != nil || len(left) != 0 {
+		t.Errorf("after Cleanup: %q, %v; want nothing", left, err)
 	}
 }
