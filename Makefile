@@ -15,7 +15,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # DIST_FLAGS make reproducible static binaries with the version stamped.
 DIST_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
-.PHONY: deps-lab deps-test promtool build lab test bench dist clean
+.PHONY: deps-lab deps-test promtool udev-deb build lab test bench dist clean
 
 # deps-* install the Debian packages that are missing, and the Go modules.
 deps-lab: PACKAGES = $(LAB_PACKAGES)
@@ -42,6 +42,20 @@ promtool:
 		install -m 0755 usr/bin/promtool /usr/local/bin/promtool && echo "installed promtool from Debian's prometheus package"; \
 		s=$$?; rm -rf $$d; exit $$s; }
 
+# udev-deb fetches Debian's udev package, of the installed systemd's
+# version, for the service test (TestSystemdService), which unpacks it into
+# its container only: the host gets no udevd (whose rules would act on
+# every test's interfaces); the container's udevd gives systemd its device
+# units, so the unit's BindsTo= on the bridge is tested as shipped.
+UDEV_DEB := /var/cache/closeduel/udev.deb
+udev-deb:
+	@v=$$(dpkg-query -W -f='$${Version}' systemd); \
+	test -e /lib/systemd/systemd-udevd || [ "$$(dpkg-deb -f $(UDEV_DEB) Version 2>/dev/null)" = "$$v" ] || { \
+		d=$$(mktemp -d) && cd $$d && \
+		{ apt-get download udev=$$v >/dev/null 2>&1 || { apt-get update -qq && apt-get download udev=$$v >/dev/null 2>&1; }; } && \
+		mkdir -p $(dir $(UDEV_DEB)) && mv udev_*.deb $(UDEV_DEB) && echo "fetched udev $$v into $(UDEV_DEB)"; \
+		s=$$?; rm -rf $$d; exit $$s; }
+
 build: deps-lab
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/closeduel
 
@@ -52,7 +66,7 @@ lab: build
 
 # test runs formatting and vet checks and every test, the real-kernel ones
 # included (they need root; without it they skip and say so).
-test: deps-test promtool dist
+test: deps-test promtool udev-deb dist
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
