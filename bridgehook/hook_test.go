@@ -102,7 +102,7 @@ func TestVLANTagsAddTheBridgeTableToTheRecipe(t *testing.T) {
 	want := []string{
 		"nft add table bridge closeduel-3",
 		"nft add chain bridge closeduel-3 forward '{ type filter hook forward priority -200; policy accept; }'",
-		"nft add rule bridge closeduel-3 forward vlan id != 0 vlan type ip ip saddr '{ 192.168.100.1/32, 192.168.100.99/32 }' ip daddr '{ 192.168.100.1/32, 192.168.100.99/32 }' meta l4proto tcp meta mark set @ll,112,32 '&' 0x0fff0000 '|' 0x0000cd01 comment '\"closeduel: 802.1Q VLAN id into the mark\"'",
+		"nft add rule bridge closeduel-3 forward vlan id != 0 vlan type ip ip saddr '{ 192.168.100.1/32, 192.168.100.99/32 }' ip daddr '{ 192.168.100.1/32, 192.168.100.99/32 }' meta l4proto tcp meta mark set @ll,112,32 '&' 0x0fff0000 '|' 0x0000cd01 comment '\"closeduel: VLAN id into the mark\"'",
 	}
 	if diff := cmp.Diff(want, got[:3]); diff != "" {
 		t.Errorf("install (-want +got):\n%s", diff)
@@ -112,7 +112,8 @@ func TestVLANTagsAddTheBridgeTableToTheRecipe(t *testing.T) {
 	}
 	all := Config{Queue: 7, VLANTags: true}
 	cmds := all.vlanCommands()
-	if len(cmds) != 4 || cmds[2] != `add rule bridge closeduel-7 forward vlan id != 0 vlan type ip meta l4proto tcp meta mark set @ll,112,32 & 0x0fff0000 | 0x0000cd01 comment "closeduel: 802.1Q VLAN id into the mark"` {
-		t.Errorf("all TCP, both families: %q", cmds)
+	if len(cmds) != 6 || cmds[2] != `add rule bridge closeduel-7 forward vlan id != 0 vlan type ip meta l4proto tcp meta mark set @ll,112,32 & 0x0fff0000 | 0x0000cd01 comment "closeduel: VLAN id into the mark"` ||
+		cmds[5] != `add rule bridge closeduel-7 forward ether type 8021ad vlan id != 0 vlan type ip6 meta l4proto tcp meta mark set @ll,112,32 & 0x0fff0000 | 0x0000cd02 comment "closeduel: VLAN id into the mark"` {
+		t.Errorf("all TCP, both families, both tags: %q", cmds)
 	}
 }

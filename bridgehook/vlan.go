@@ -25,8 +25,9 @@ func (c Config) VLANTable() string { return NftVLANPrefix + strconv.Itoa(int(c.Q
 // priority -200, which runs before br_netfilter hands the frame to
 // iptables' FORWARD chain (priority -1) and so before the NFQUEUE rule,
 // whatever the bridge did to the tag on the way in. Its rules match the
-// hooked traffic only (802.1Q-tagged TCP between the config's hosts, when
-// there are hosts) and write vlanmark's layout into the mark. The chain
+// hooked traffic only (TCP in frames with an 802.1Q or an 802.1ad tag,
+// between the config's hosts when there are hosts) and write vlanmark's
+// layout into the mark. (Frames with two tags never reach iptables.) The chain
 // sees every bridge of the namespace: this kernel family has no match on
 // the bridge's name everywhere (meta ibrname needs nft_meta_bridge), so
 // Bridge does not narrow it; Hosts does.
@@ -36,26 +37,32 @@ func (c Config) vlanCommands() []string {
 		"add table " + t,
 		"add chain " + t + " forward { type filter hook forward priority -200; policy accept; }",
 	}
-	for _, v6 := range []bool{false, true} {
-		fam := "ip"
-		if v6 {
-			fam = "ip6"
+	for _, tpid := range []uint16{vlanmark.TPID8021Q, vlanmark.TPID8021AD} {
+		match := "vlan id != 0"
+		if tpid == vlanmark.TPID8021AD {
+			match = "ether type 8021ad vlan id != 0"
 		}
-		var hosts []string
-		for _, h := range c.Hosts {
-			if h.Addr().Is6() == v6 {
-				hosts = append(hosts, h.Masked().String())
+		for _, v6 := range []bool{false, true} {
+			fam := "ip"
+			if v6 {
+				fam = "ip6"
 			}
+			var hosts []string
+			for _, h := range c.Hosts {
+				if h.Addr().Is6() == v6 {
+					hosts = append(hosts, h.Masked().String())
+				}
+			}
+			if len(c.Hosts) > 0 && len(hosts) == 0 {
+				continue
+			}
+			r := "add rule " + t + " forward " + match + " vlan type " + fam
+			if len(hosts) > 0 {
+				set := "{ " + strings.Join(hosts, ", ") + " }"
+				r += " " + fam + " saddr " + set + " " + fam + " daddr " + set
+			}
+			out = append(out, r+" meta l4proto tcp "+vlanmark.NftStatement(tpid)+` comment "closeduel: VLAN id into the mark"`)
 		}
-		if len(c.Hosts) > 0 && len(hosts) == 0 {
-			continue
-		}
-		r := "add rule " + t + " forward vlan id != 0 vlan type " + fam
-		if len(hosts) > 0 {
-			set := "{ " + strings.Join(hosts, ", ") + " }"
-			r += " " + fam + " saddr " + set + " " + fam + " daddr " + set
-		}
-		out = append(out, r+" meta l4proto tcp "+vlanmark.NftStatement+` comment "closeduel: 802.1Q VLAN id into the mark"`)
 	}
 	return out
 }

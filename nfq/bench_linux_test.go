@@ -22,6 +22,7 @@ import (
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 const (
@@ -172,7 +173,7 @@ type recorded struct {
 	Rule    string
 	Data    []byte
 	Held    time.Duration
-	VLAN    uint16
+	VLAN    vlanmark.Tag
 }
 
 func (m *memRecorder) Record(ev *Event) {

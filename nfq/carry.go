@@ -39,7 +39,7 @@ type slot struct {
 	outPort  uint32
 	seg      segment.Segment
 	tcp      bool
-	vlan     uint16
+	vlan     vlanmark.Tag
 	decision Decision
 	data     []byte
 	inject   Inject
@@ -50,7 +50,7 @@ type slot struct {
 type host struct {
 	mac  [6]byte
 	port uint32
-	vlan uint16
+	vlan vlanmark.Tag
 }
 
 // carrier carries out decisions: it decides each queued packet, gives its
@@ -113,7 +113,7 @@ func (c *carrier) handle(qp *queuedPacket, now time.Time, failOpen bool) {
 	p := &c.pkt
 	*p = Packet{ID: qp.ID, Time: now, Data: qp.Payload, InDev: qp.InDev, OutDev: qp.OutDev, PhysIn: qp.PhysIn, PhysOut: qp.PhysOut,
 		ChecksumPartial: qp.SkbInfo&skbInfoCsumNotReady != 0}
-	p.VLAN, _ = vlanmark.ID(qp.Mark)
+	p.VLAN = vlanmark.Read(qp.Mark)
 	if len(qp.HwAddr) == 6 {
 		p.SrcMAC = net.HardwareAddr(qp.HwAddr)
 	}
@@ -334,7 +334,7 @@ func (c *carrier) left(token uint64, how Leave, now time.Time) {
 }
 
 // verdict hands the verdict to the sink and reports the event.
-func (c *carrier) verdict(id uint32, v Verdict, modified bool, data []byte, origLen int, arrived, left time.Time, seg *segment.Segment, tcp bool, vlan uint16, d *Decision) {
+func (c *carrier) verdict(id uint32, v Verdict, modified bool, data []byte, origLen int, arrived, left time.Time, seg *segment.Segment, tcp bool, vlan vlanmark.Tag, d *Decision) {
 	var payload []byte
 	if modified && v == Accept {
 		payload = data
@@ -482,7 +482,7 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 		c.stats.SendFailed.Add(1)
 		return
 	}
-	if dst.vlan != 0 {
+	if dst.vlan.Tagged() {
 		// The destination's frames carry a tag: so does this one.
 		f = append(f, 0, 0, 0, 0)
 		copy(f[16:], f[12:])
@@ -495,7 +495,7 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 	}
 	c.stats.Injected.Add(1)
 	ip := f[segment.EthernetHeaderLen:]
-	if dst.vlan != 0 {
+	if dst.vlan.Tagged() {
 		ip = f[segment.EthernetHeaderLen+4:]
 	}
 	var seg segment.Segment
@@ -513,12 +513,12 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 	}
 }
 
-// appendTag appends an 802.1Q tag for VLAN id to an Ethernet header's
-// addresses (nothing when id is 0): a copy or a crafted segment for a
-// host on a VLAN leaves tagged, as that host's own frames arrived.
-func appendTag(f []byte, id uint16) []byte {
-	if id == 0 {
+// appendTag appends tag t to an Ethernet header's addresses (nothing for
+// the zero Tag): a copy or a crafted segment for a host on a VLAN leaves
+// tagged, as that host's own frames arrived.
+func appendTag(f []byte, t vlanmark.Tag) []byte {
+	if !t.Tagged() {
 		return f
 	}
-	return append(f, 0x81, 0x00, byte(id>>8), byte(id))
+	return append(f, byte(t.TPID>>8), byte(t.TPID), byte(t.ID>>8), byte(t.ID))
 }

@@ -274,7 +274,7 @@ func TestCarrierHoldAndReleaseAllocateNothing(t *testing.T) {
 type vlanEvents []string
 
 func (v *vlanEvents) Record(ev *Event) {
-	*v = append(*v, ev.Kind.String()+" "+itoa(int(ev.PacketID))+" vlan "+itoa(int(ev.VLAN)))
+	*v = append(*v, ev.Kind.String()+" "+itoa(int(ev.PacketID))+" "+ev.VLAN.String())
 }
 
 // TestCarrierKeepsTheVLANFromTheMark: a packet whose mark carries a VLAN
@@ -286,8 +286,10 @@ func TestCarrierKeepsTheVLANFromTheMark(t *testing.T) {
 	c, sk, dc := newTestCarrier(t, Config{Recorder: &rec})
 	dc.by[2] = Decision{Delay: time.Second}
 	dc.by[3] = Decision{Duplicates: 1}
-	c.hosts[netip.MustParseAddr("192.168.100.99")] = host{mac: [6]byte{2, 0, 0, 0, 0, 2}, port: 5, vlan: 4094} // the device, learned before
-	for id, mark := range map[uint32]uint32{1: vlanmark.Mark(10), 2: vlanmark.Mark(10), 3: vlanmark.Mark(4094), 4: 7} {
+	ad4094 := vlanmark.Tag{TPID: vlanmark.TPID8021AD, ID: 4094}
+	c.hosts[netip.MustParseAddr("192.168.100.99")] = host{mac: [6]byte{2, 0, 0, 0, 0, 2}, port: 5, vlan: ad4094} // the device, learned before
+	q10 := vlanmark.Mark(vlanmark.Tag{TPID: vlanmark.TPID8021Q, ID: 10})
+	for id, mark := range map[uint32]uint32{1: q10, 2: q10, 3: vlanmark.Mark(ad4094), 4: 7} {
 		qp := queued(t, id, 0, 0)
 		qp.Mark = mark
 		c.handle(qp, t0, false)
@@ -295,11 +297,11 @@ func TestCarrierKeepsTheVLANFromTheMark(t *testing.T) {
 	c.sendAfter(t0)
 	c.fireDue(t0.Add(time.Second))
 	slices.Sort(rec)
-	want := []string{"duplicate 3 vlan 4094", "verdict 1 vlan 10", "verdict 2 vlan 10", "verdict 3 vlan 4094", "verdict 4 vlan 0"}
+	want := []string{"duplicate 3 802.1ad 4094", "verdict 1 802.1Q 10", "verdict 2 802.1Q 10", "verdict 3 802.1ad 4094", "verdict 4 untagged"}
 	if diff := cmp.Diff(want, []string(rec)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	if f := sk.lastFrame; len(f) < 18 || binary.BigEndian.Uint16(f[12:]) != 0x8100 || binary.BigEndian.Uint16(f[14:])&0xfff != 4094 || binary.BigEndian.Uint16(f[16:]) != 0x0800 {
-		t.Errorf("the copy of a VLAN 4094 packet left as % x", f[:min(len(f), 18)])
+	if f := sk.lastFrame; len(f) < 18 || binary.BigEndian.Uint16(f[12:]) != 0x88a8 || binary.BigEndian.Uint16(f[14:])&0xfff != 4094 || binary.BigEndian.Uint16(f[16:]) != 0x0800 {
+		t.Errorf("the copy of an 802.1ad VLAN 4094 packet left as % x", f[:min(len(f), 18)])
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // Verdict is the kernel verdict a queued packet finally gets.
@@ -53,10 +54,10 @@ type Packet struct {
 	InDev, OutDev, PhysIn, PhysOut uint32
 	// SrcMAC is the Ethernet source address of the frame, when known.
 	SrcMAC net.HardwareAddr
-	// VLAN is the 802.1Q VLAN id the frame carried on the bridge, 0 when
-	// untagged or unknown: the queue carries it only in the firewall mark
-	// that bridgehook's VLANTags rule sets (package vlanmark).
-	VLAN uint16
+	// VLAN is the VLAN tag (802.1Q or 802.1ad) the frame carried on the
+	// bridge, the zero Tag when untagged or unknown: the queue carries it
+	// only in the firewall mark that bridgehook's VLANTags rule sets.
+	VLAN vlanmark.Tag
 }
 
 // MaxInjects is the most crafted segments one Decision can ask for.

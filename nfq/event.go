@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // EventKind says what an Event reports.
@@ -55,9 +56,9 @@ type Event struct {
 	// Seg is the decoded segment of Data, TCP false when Data is not TCP.
 	Seg segment.Segment
 	TCP bool
-	// VLAN is the 802.1Q VLAN id of the queued packet concerned (see
-	// Packet.VLAN), 0 when untagged or unknown.
-	VLAN uint16
+	// VLAN is the VLAN tag of the queued packet concerned (see
+	// Packet.VLAN); for EventInjected, the tag the crafted frame carried.
+	VLAN vlanmark.Tag
 }
 
 // Recorder receives every Event. Record is called from the engine's packet

@@ -12,6 +12,7 @@ import (
 	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/closeduel/closeduel/topology"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // dropFINs drops every segment with FIN and accepts the rest.
@@ -24,18 +25,19 @@ func (dropFINs) Decide(p *Packet, dc *Decision) {
 	}
 }
 
-// TestVLANTaggedFramesCrossTheQueue sends 802.1Q-tagged and 802.1ad+802.1Q
-// (QinQ) tagged TCP segments across the bridge (the hook installed, so
-// br_netfilter's bridge-nf-filter-vlan-tagged is on). Every 802.1Q one goes
-// through the queue: the engine decodes it as TCP and gives it its verdict,
-// the FINs are dropped and the SYNs reach the device's port. The QinQ ones
+// TestVLANTaggedFramesCrossTheQueue sends 802.1Q-tagged, 802.1ad-tagged and
+// 802.1ad+802.1Q (QinQ) tagged TCP segments across the bridge (the hook
+// installed, so br_netfilter's bridge-nf-filter-vlan-tagged is on). Every
+// single-tagged one goes through the queue: the engine decodes it as TCP
+// and gives it its verdict, the FINs are dropped and the SYNs reach the
+// device's port. The QinQ ones
 // do not: br_netfilter hands iptables only frames with one tag (the kernel
 // keeps the outer tag out of the frame, and a frame with another tag behind
 // it is no IP frame to br_netfilter), so they cross the bridge unqueued,
 // FINs included, as README.md says. With bridge-nf-filter-vlan-tagged off,
 // 802.1Q frames bypass the queue too: that is why the hook checks it.
-// The hook has VLANTags on: every 802.1Q segment's event carries its VLAN
-// id (7), and once the hook is removed nothing of it is left.
+// The hook has VLANTags on: every single-tagged segment's event carries its
+// tag (802.1Q 7 or 802.1ad 7).
 func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	b := newBench(t, dropFINs{})
 	if err := b.hook.Remove(); err != nil {
@@ -55,14 +57,17 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	}
 	var frames [][]byte
 	var want []sent
-	for i := range 20 {
+	for i := range 30 {
 		s := sent{port: uint16(41000 + i), flags: segment.SYN}
 		if i%2 == 1 {
 			s.flags = segment.FIN | segment.ACK
 		}
-		if i < 10 {
+		switch {
+		case i < 10:
 			s.tags = []uint16{0x8100, 7}
-		} else {
+		case i < 20:
+			s.tags = []uint16{0x88a8, 7}
+		default:
 			s.tags = []uint16{0x88a8, 100, 0x8100, 7}
 		}
 		f, err := segment.Build(nil, cliMAC, devMAC, &segment.Template{
@@ -86,7 +91,7 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for b.engine.Stats().Packets-before < uint64(len(frames)/2) && time.Now().Before(deadline) {
+	for b.engine.Stats().Packets-before < uint64(len(frames)*2/3) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	atDevice.waitQuiet(200 * time.Millisecond)
@@ -94,17 +99,21 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 	// The engine: one verdict per tagged segment, decoded as TCP.
 	verdicts := map[uint16]Verdict{}
 	for _, ev := range b.rec.snapshot() {
-		if ev.Kind == EventVerdict && ev.TCP && ev.Seg.Dst.Port() == 80 && ev.Seg.Src.Port() >= 41000 && ev.Seg.Src.Port() < 41020 {
+		if ev.Kind == EventVerdict && ev.TCP && ev.Seg.Dst.Port() == 80 && ev.Seg.Src.Port() >= 41000 && ev.Seg.Src.Port() < 41030 {
 			if _, dup := verdicts[ev.Seg.Src.Port()]; dup {
 				t.Errorf("port %d: two verdicts", ev.Seg.Src.Port())
 			}
-			if ev.VLAN != 7 {
-				t.Errorf("port %d: event VLAN %d, want 7 (the tag, through the mark)", ev.Seg.Src.Port(), ev.VLAN)
+			want := vlanmark.Tag{TPID: vlanmark.TPID8021Q, ID: 7}
+			if ev.Seg.Src.Port() >= 41010 {
+				want.TPID = vlanmark.TPID8021AD
+			}
+			if ev.VLAN != want {
+				t.Errorf("port %d: event VLAN %v, want %v (the tag, through the mark)", ev.Seg.Src.Port(), ev.VLAN, want)
 			}
 			verdicts[ev.Seg.Src.Port()] = ev.Verdict
 		}
 	}
-	// The wire: what reached the device's port (5 802.1Q SYNs, 10 QinQ
+	// The wire: what reached the device's port (5 802.1Q SYNs, 5 802.1ad SYNs, 10 QinQ
 	// frames), waited for up to a few seconds under load.
 	arrivals := func(ports func(uint16) bool) map[uint16]segment.Segment {
 		out := map[uint16]segment.Segment{}
@@ -115,9 +124,9 @@ func TestVLANTaggedFramesCrossTheQueue(t *testing.T) {
 		}
 		return out
 	}
-	ours := func(p uint16) bool { return p >= 41000 && p < 41020 }
+	ours := func(p uint16) bool { return p >= 41000 && p < 41030 }
 	arrived := arrivals(ours)
-	for len(arrived) < 15 && time.Now().Before(deadline) {
+	for len(arrived) < 20 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 		arrived = arrivals(ours)
 	}

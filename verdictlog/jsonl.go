@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // SchemaVersion is the value of "v" on every JSON Lines record; it changes
@@ -110,8 +111,11 @@ func appendEvent(b []byte, r *record) []byte {
 	if r.dir != "" {
 		b = appendStringField(b, "dir", r.dir)
 	}
-	if r.vlan != 0 {
-		b = appendUintField(b, "vlan", uint64(r.vlan))
+	if r.vlan.Tagged() {
+		b = appendUintField(b, "vlan", uint64(r.vlan.ID))
+		if r.vlan.TPID == vlanmark.TPID8021AD {
+			b = appendStringField(b, "vlan_type", "802.1ad")
+		}
 	}
 	if r.tcp {
 		s := &r.seg

@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/closeduel/closeduel/nfq"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // ne is the byte order NgWriter writes the section in.
@@ -87,13 +88,13 @@ func userAppl(version string) string {
 }
 
 // VLANInterfaceName is the name of the capture's second interface, of
-// link type Ethernet, which holds the packets that carried an 802.1Q tag
-// on the bridge: each as an Ethernet frame with that tag, so Wireshark
-// shows vlan.id. Its description block comes just before the first such
+// link type Ethernet, which holds the packets that carried a VLAN tag on
+// the bridge: each as an Ethernet frame with that tag, so Wireshark shows
+// vlan.id (ieee8021ad.id for an 802.1ad tag). Its description block comes just before the first such
 // packet; a capture without tagged packets has only InterfaceName.
 const VLANInterfaceName = "closeduel-vlan"
 
-// vlanHeaderLen is the Ethernet header with one 802.1Q tag.
+// vlanHeaderLen is the Ethernet header with one VLAN tag.
 const vlanHeaderLen = 18
 
 // encode builds the frame of r in p.block; drops, when non-zero, is the
@@ -102,7 +103,7 @@ const vlanHeaderLen = 18
 func (p *pcapOut) encode(r *record, drops uint64) {
 	p.comment = appendComment(p.comment[:0], r)
 	p.block = p.block[:0]
-	if r.vlan == 0 {
+	if !r.vlan.Tagged() {
 		p.block = appendEPB(p.block, 0, r.left, r.data, r.origLen, p.comment, drops)
 		return
 	}
@@ -121,11 +122,11 @@ func (p *pcapOut) wrote() {
 	}
 }
 
-// appendVLANFrame appends an Ethernet frame for IP packet ip with an
-// 802.1Q tag for VLAN id. The addresses are zero: the queue hands over
-// the IP packet without them.
-func appendVLANFrame(b []byte, id uint16, ip []byte) []byte {
-	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0x00, byte(id>>8)&0x0f, byte(id))
+// appendVLANFrame appends an Ethernet frame for IP packet ip with tag t.
+// The addresses are zero: the queue hands over the IP packet without
+// them.
+func appendVLANFrame(b []byte, t vlanmark.Tag, ip []byte) []byte {
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(t.TPID>>8), byte(t.TPID), byte(t.ID>>8)&0x0f, byte(t.ID))
 	if len(ip) > 0 && ip[0]>>4 == 6 {
 		b = append(b, 0x86, 0xdd)
 	} else {
@@ -140,7 +141,7 @@ const (
 	optIfName       = 2
 	optIfDesc       = 3
 	optIfTsresol    = 9
-	vlanDescription = "packets that carried an 802.1Q tag on the bridge, with that tag (Ethernet addresses zero)"
+	vlanDescription = "packets that carried a VLAN tag on the bridge, with that tag (Ethernet addresses zero)"
 )
 
 // appendVLANIDB appends the description of interface 1: Ethernet,

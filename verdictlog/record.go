@@ -6,6 +6,7 @@ import (
 
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // record is one event as a slot keeps it: everything the writer needs,
@@ -23,7 +24,7 @@ type record struct {
 	lostBefore uint64
 
 	seg      segment.Segment // when tcp
-	vlan     uint16          // 802.1Q VLAN id, 0 when untagged
+	vlan     vlanmark.Tag    // the zero Tag when untagged
 	src, dst netip.Addr      // when !tcp, from the IP header if it parsed
 
 	conn                       uint64

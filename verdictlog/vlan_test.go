@@ -18,10 +18,11 @@ import (
 
 	"github.com/closeduel/closeduel/nfq"
 	"github.com/closeduel/closeduel/segment"
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
-// writeVLANEvents logs an untagged segment, a VLAN 10 one, an untagged
-// one, a VLAN 4094 IPv6 one and returns the files.
+// writeVLANEvents logs an untagged segment, an 802.1Q VLAN 10 one, an
+// untagged one, an 802.1ad VLAN 4094 IPv6 one and returns the files.
 func writeVLANEvents(t *testing.T) (jsonPath, pcapPath string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -30,9 +31,9 @@ func writeVLANEvents(t *testing.T) (jsonPath, pcapPath string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, vlan := range []uint16{0, 10, 0, 4094} {
+	for i, vlan := range []vlanmark.Tag{{}, {TPID: vlanmark.TPID8021Q, ID: 10}, {}, {TPID: vlanmark.TPID8021AD, ID: 4094}} {
 		from, to := client, device
-		if vlan == 4094 {
+		if vlan.ID == 4094 {
 			from, to = client6, device6
 		}
 		pkt, seg := tcpPacket(t, from, to, segment.ACK, uint32(1000+i), 1, 100, 3)
@@ -54,10 +55,10 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 	var got []any
 	for _, rec := range readJSONL(t, jsonPath) {
 		if rec["kind"] == "verdict" {
-			got = append(got, rec["vlan"])
+			got = append(got, []any{rec["vlan"], rec["vlan_type"]})
 		}
 	}
-	if diff := cmp.Diff([]any{nil, 10, nil, 4094}, got); diff != "" {
+	if diff := cmp.Diff([]any{[]any{nil, nil}, []any{10, nil}, []any{nil, nil}, []any{4094, "802.1ad"}}, got); diff != "" {
 		t.Errorf("vlan fields (-want +got):\n%s", diff)
 	}
 
@@ -72,6 +73,7 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 	}
 	type frame struct {
 		Intf int
+		TPID uint16
 		VLAN uint16
 		Type uint16
 		IPv  byte
@@ -87,10 +89,10 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 		}
 		fr := frame{Intf: ci.InterfaceIndex}
 		if ci.InterfaceIndex == 1 {
-			if len(data) < 19 || binary.BigEndian.Uint16(data[12:]) != 0x8100 {
-				t.Fatalf("tagged frame % x", data[:min(len(data), 19)])
+			if len(data) < 19 {
+				t.Fatalf("tagged frame % x", data)
 			}
-			fr.VLAN, fr.Type, fr.IPv = binary.BigEndian.Uint16(data[14:]), binary.BigEndian.Uint16(data[16:]), data[18]>>4
+			fr.TPID, fr.VLAN, fr.Type, fr.IPv = binary.BigEndian.Uint16(data[12:]), binary.BigEndian.Uint16(data[14:]), binary.BigEndian.Uint16(data[16:]), data[18]>>4
 			if ci.CaptureLength != len(data) || ci.Length != len(data) {
 				t.Errorf("tagged frame: cap %d len %d, want %d both", ci.CaptureLength, ci.Length, len(data))
 			}
@@ -99,7 +101,7 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 		}
 		frames = append(frames, fr)
 	}
-	want := []frame{{0, 0, 0, 4}, {1, 10, 0x0800, 4}, {0, 0, 0, 4}, {1, 4094, 0x86dd, 6}}
+	want := []frame{{0, 0, 0, 0, 4}, {1, 0x8100, 10, 0x0800, 4}, {0, 0, 0, 0, 4}, {1, 0x88a8, 4094, 0x86dd, 6}}
 	if diff := cmp.Diff(want, frames); diff != "" {
 		t.Errorf("frames (-want +got):\n%s", diff)
 	}
@@ -122,7 +124,7 @@ func TestTsharkShowsTheVLAN(t *testing.T) {
 		t.Skip("skipped: tshark not installed")
 	}
 	_, pcapPath := writeVLANEvents(t)
-	cmd := exec.Command(tshark, "-r", pcapPath, "-T", "fields", "-e", "vlan.id", "-e", "tcp.seq_raw", "-e", "frame.comment")
+	cmd := exec.Command(tshark, "-r", pcapPath, "-T", "fields", "-e", "vlan.id", "-e", "ieee8021ad.id", "-e", "tcp.seq_raw", "-e", "frame.comment")
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -130,12 +132,12 @@ func TestTsharkShowsTheVLAN(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tshark: %v\n%s", err, stderr.Bytes())
 	}
-	t.Logf("tshark -T fields -e vlan.id -e tcp.seq_raw -e frame.comment:\n%s", out)
+	t.Logf("tshark -T fields -e vlan.id -e ieee8021ad.id -e tcp.seq_raw -e frame.comment:\n%s", out)
 	want := []string{
-		"\t1000\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=0s",
-		"10\t1001\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=1ms",
-		"\t1002\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=2ms",
-		"4094\t1003\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=3ms",
+		"\t\t1000\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=0s",
+		"10\t\t1001\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=1ms",
+		"\t\t1002\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=2ms",
+		"\t4094\t1003\tcloseduel verdict=accept action=pass rule=- conn=0 dir=- held=3ms",
 	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")); diff != "" {
 		t.Errorf("tshark (-want +got):\n%s", diff)

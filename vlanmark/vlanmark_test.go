@@ -2,44 +2,51 @@ package vlanmark
 
 import (
 	"encoding/binary"
+	"strconv"
+	"strings"
 	"testing"
 )
 
-// TestIDReadsWhatTheRuleWrites replays NftStatement's arithmetic on the
+// TestReadReadsWhatTheRuleWrites replays NftStatement's arithmetic on the
 // register bytes (load 4 bytes from offset 14 of the frame, AND, OR, store
-// as the mark) and checks ID reads the VLAN id back, whatever the priority
+// as the mark) and checks Read gives the tag back, whatever the priority
 // bits and inner EtherType, and refuses marks that are not ours.
-func TestIDReadsWhatTheRuleWrites(t *testing.T) {
+func TestReadReadsWhatTheRuleWrites(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
+		tpid      uint16
 		tci       uint16
 		etherType uint16
-		want      uint16
+		want      Tag
 	}{
-		{"vlan 10 IPv4", 10, 0x0800, 10},
-		{"vlan 4094 IPv6 priority 7 DEI", 0xe000 | 0x1000 | 4094, 0x86dd, 4094},
-		{"vlan 1", 1, 0x0800, 1},
+		{"802.1Q 10 IPv4", TPID8021Q, 10, 0x0800, Tag{TPID8021Q, 10}},
+		{"802.1Q 4094 IPv6 priority 7 DEI", TPID8021Q, 0xe000 | 0x1000 | 4094, 0x86dd, Tag{TPID8021Q, 4094}},
+		{"802.1ad 1", TPID8021AD, 1, 0x0800, Tag{TPID8021AD, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			st := NftStatement(tc.tpid)
+			// "meta mark set @ll,112,32 & 0x0fff0000 | 0x0000XXXX"
+			or, err := strconv.ParseUint(st[strings.LastIndex(st, "0x")+2:], 16, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var reg [4]byte
 			binary.BigEndian.PutUint16(reg[0:2], tc.tci)
 			binary.BigEndian.PutUint16(reg[2:4], tc.etherType)
-			// & 0x0fff0000 | 0x0000cd01, constants in payload (big-endian) order
-			v := binary.BigEndian.Uint32(reg[:])&0x0fff0000 | 0x0000cd01
+			v := binary.BigEndian.Uint32(reg[:])&0x0fff0000 | uint32(or) // constants in payload (big-endian) order
 			binary.BigEndian.PutUint32(reg[:], v)
 			mark := binary.NativeEndian.Uint32(reg[:])
-			got, ok := ID(mark)
-			if !ok || got != tc.want {
-				t.Fatalf("ID(%#x) = %d, %v; want %d, true", mark, got, ok, tc.want)
+			if got := Read(mark); got != tc.want {
+				t.Fatalf("Read(%#x) = %v, want %v", mark, got, tc.want)
 			}
 			if Mark(tc.want) != mark {
-				t.Errorf("Mark(%d) = %#x, the rule writes %#x", tc.want, Mark(tc.want), mark)
+				t.Errorf("Mark(%v) = %#x, the rule writes %#x", tc.want, Mark(tc.want), mark)
 			}
 		})
 	}
-	for _, m := range []uint32{0, 1, 2, 0xffffffff, Mark(0)} {
-		if id, ok := ID(m); ok {
-			t.Errorf("ID(%#x) = %d, true; want false", m, id)
+	for _, m := range []uint32{0, 1, 2, 0xffffffff, Mark(Tag{TPID8021Q, 0})} {
+		if tag := Read(m); tag.Tagged() || tag != (Tag{}) {
+			t.Errorf("Read(%#x) = %v; want no tag", m, tag)
 		}
 	}
 }

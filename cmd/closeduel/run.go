@@ -51,7 +51,7 @@ missing. A rule file is a regular file of at most 1 MiB and 1000 rules
 		Flags: []cli.Flag{
 			&cli.UintFlag{Name: "queue", Value: 7, EnvVars: []string{"CLOSEDUEL_QUEUE"}, Usage: "NFQUEUE number"},
 			&cli.IntFlag{Name: "queues", Value: 1, EnvVars: []string{"CLOSEDUEL_QUEUES"}, Usage: "spread connections over this many queues (--queue and the next ones), one engine thread each; each connection stays on one queue (an HMARK rule hashes its addresses and ports into the packets' firewall mark)"},
-			&cli.BoolFlag{Name: "vlan-tags", EnvVars: []string{"CLOSEDUEL_VLAN_TAGS"}, Usage: "keep the 802.1Q VLAN id of tagged frames in the verdict log (\"vlan\") and the capture: an nft rule (bridge family, table closeduel-<queue>) copies it into each hooked frame's firewall mark; needs the nft command and --queues 1"},
+			&cli.BoolFlag{Name: "vlan-tags", EnvVars: []string{"CLOSEDUEL_VLAN_TAGS"}, Usage: "keep the VLAN id of 802.1Q- or 802.1ad-tagged frames in the verdict log (\"vlan\") and the capture: an nft rule (bridge family, table closeduel-<queue>) copies it into each hooked frame's firewall mark; needs the nft command and --queues 1"},
 			&cli.StringFlag{Name: "hook", Value: "bridge", EnvVars: []string{"CLOSEDUEL_HOOK"}, Usage: "bridge: install the iptables chain; none: print the rules and leave them to you"},
 			&cli.StringFlag{Name: "bridge", EnvVars: []string{"CLOSEDUEL_BRIDGE"}, Usage: "queue only traffic bridged by this bridge (default: every bridge)"},
 			&cli.StringSliceFlag{Name: "host", EnvVars: []string{"CLOSEDUEL_HOSTS"}, Usage: "queue only TCP between these addresses or prefixes (repeat, or comma-separated in the variable; default: the rule file's hosts, else all)"},
