@@ -59,6 +59,13 @@ type Config struct {
 	// Overwrite replaces existing files; by default Open refuses to
 	// overwrite a file, so no earlier run's log is lost.
 	Overwrite bool
+	// Prefault touches every page of the pcapng's slots in Open, so
+	// Record never takes a page fault on them (by default the kernel maps
+	// them as slots first get used: on the engine's thread, a fault every
+	// two or three packets until the ring has gone round once). It brings
+	// forward the memory a long run reaches anyway; a short one (a lab
+	// cell) would never use most of it.
+	Prefault bool
 }
 
 // Option changes how Open builds a Writer.
@@ -233,8 +240,14 @@ func Open(cfg Config, opts ...Option) (*Writer, error) {
 		}
 		w.pcap = p
 		// One backing array for every slot's packet bytes: a single
-		// allocation whose pages the kernel maps only as slots get used.
+		// allocation whose pages the kernel maps as slots get used, or
+		// now (Prefault).
 		data := make([]byte, cfg.Buffer*cfg.SnapLen)
+		if cfg.Prefault {
+			for i := 0; i < len(data); i += 4096 {
+				data[i] = 0
+			}
+		}
 		for i := range w.ring.Len() {
 			w.ring.At(i).data = data[i*cfg.SnapLen : i*cfg.SnapLen : (i+1)*cfg.SnapLen]
 		}
