@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,5 +142,52 @@ func TestTsharkShowsTheVLAN(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")); diff != "" {
 		t.Errorf("tshark (-want +got):\n%s", diff)
+	}
+}
+
+// TestVLANInterfaceSurvivesAFailedFlush: the batch holding the tagged
+// interface's description fails to reach the disk (and is cut back); the
+// next tagged packet must describe the interface again, or its frame
+// would name an interface the file does not have.
+func TestVLANInterfaceSurvivesAFailedFlush(t *testing.T) {
+	dir := t.TempDir()
+	pcapPath := filepath.Join(dir, "v.pcapng")
+	var broken atomic.Bool
+	w, err := Open(Config{PcapPath: pcapPath, Version: "test-1.0"},
+		withOutputWrapper(func(name string, w io.Writer) io.Writer { return breakable{w: w, broken: &broken} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged := func(i int) {
+		ev := synEvent(t, i)
+		ev.VLAN = vlanmark.Tag{TPID: vlanmark.TPID8021Q, ID: 20}
+		w.Record(&ev)
+	}
+	broken.Store(true)
+	tagged(1)
+	waitFor(t, "the failed flush", func() bool { return w.Stats().Failed == 1 })
+	broken.Store(false)
+	tagged(2)
+	if err := w.Close(); !errors.Is(err, errBroken) {
+		t.Fatalf("Close: %v, want the first error", err)
+	}
+	f, err := os.Open(pcapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, ci, err := r.ReadPacketData()
+	if err != nil {
+		t.Fatalf("the frame after the failed batch: %v", err)
+	}
+	if ci.InterfaceIndex != 1 || binary.BigEndian.Uint16(data[14:]) != 20 || binary.BigEndian.Uint32(data[18+20+4:]) != 2 {
+		t.Errorf("frame on interface %d, % x; want packet 2 with VLAN 20 on interface 1", ci.InterfaceIndex, data[:min(len(data), 26)])
+	}
+	if _, _, err := r.ReadPacketData(); !errors.Is(err, io.EOF) {
+		t.Errorf("after it: %v, want the end", err)
 	}
 }
