@@ -13,10 +13,11 @@ func cleanupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cleanup",
 		Usage: "remove what a crashed run left behind, and never what a live run uses",
-		Description: `Looks at closeduel's iptables chains (CLOSEDUEL-*) in the current namespace (or
+		Description: `Looks at closeduel's iptables chains (CLOSEDUEL-*) and nft tables (bridge
+closeduel-*, of run --vlan-tags) in the current namespace (or
 --netns) and in every closeduel namespace (cd-*), its control sockets in
 /run/closeduel, and its namespaces, tells a live run's from a crashed one's, says
-which it found and removes only the crashed ones': a chain whose queue no process
+which it found and removes only the crashed ones': a chain or table whose queue no process
 has bound in its namespace, a control socket nobody answers on, the namespaces of
 a lab run whose process is gone or of a lab up bench whose device server is gone.
 A live run's chain, socket or namespaces are never touched (stop the run, or

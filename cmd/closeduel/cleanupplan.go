@@ -230,6 +230,9 @@ func judgeChains(ctx context.Context, h cleanupHost, ns string) ([]cleanupItem, 
 // process has its queue bound there.
 func judgeChain(ctx context.Context, h cleanupHost, ns string, ch bridgehook.Chain, queues []runstate.Queue) cleanupItem {
 	it := cleanupItem{kind: "chain", what: "chain " + ch.Bin + " " + ch.Name + inNetns(ns)}
+	if ch.Bin == "nft" {
+		it.what = "nft table bridge " + ch.Name + inNetns(ns) // run --vlan-tags'
+	}
 	if q, bound := chainQueue(ch.Name, queues); bound {
 		it.keep, it.why = true, fmt.Sprintf("live run: queue %d is bound by %s", q.Number, q.Describe())
 		return it

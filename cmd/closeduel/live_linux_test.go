@@ -34,9 +34,15 @@ func lines(out, s string) []string {
 // TestCleanupLeavesALiveRunAlone: cleanup used to remove a live run's chain
 // silently (the run went on believing it was inline). Now it keeps it and
 // says whose it is, and removes a crashed run's chain; --dry-run says
-// exactly what the real cleanup then does.
+// exactly what the real cleanup then does. The same for the nft tables of
+// --vlan-tags, where nft is installed (CI installs it).
 func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	roottest.Require(t)
+	_, err := exec.LookPath("nft")
+	withNft := err == nil
+	if !withNft && os.Getenv("CI") == "true" {
+		t.Fatal("nft is needed (make deps-test installs it)")
+	}
 	bin := buildBinary(t)
 	ctx := context.Background()
 	topo := newBench(t, "cl")
@@ -46,7 +52,11 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	liveSock := filepath.Join(labStateDir, "test-"+name+".sock")
 	deadSock := filepath.Join(labStateDir, "test-"+name+"-crashed.sock")
 	t.Cleanup(func() { os.Remove(liveSock); os.Remove(deadSock) })
-	run := startRun(t, bin, topo.Bridge, liveSock)
+	var extra []string
+	if withNft {
+		extra = append(extra, "--vlan-tags")
+	}
+	run := startRun(t, bin, topo.Bridge, liveSock, extra...)
 	ln, err := net.Listen("unix", deadSock)
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +66,11 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	// What a crashed run on queue 9 would leave: its chain.
 	if err := netns.Run(ctx, topo.Bridge, "iptables", "-w", "-N", "CLOSEDUEL-9"); err != nil {
 		t.Fatal(err)
+	}
+	if withNft {
+		if err := netns.Run(ctx, topo.Bridge, "nft", "add", "table", "bridge", "closeduel-9"); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// --name: only this test's namespaces are looked into (a real
@@ -77,14 +92,24 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	if want := "would remove chain iptables CLOSEDUEL-9 in netns " + topo.Bridge + ": no process has its queue bound: a crashed run's"; !strings.Contains(string(dry), want) {
 		t.Errorf("dry run does not say %q:\n%s", want, dry)
 	}
+	if withNft {
+		for _, want := range []string{
+			"would keep nft table bridge closeduel-7 in netns " + topo.Bridge + ": live run: queue 7 is bound by pid",
+			"would remove nft table bridge closeduel-9 in netns " + topo.Bridge + ": no process has its queue bound: a crashed run's",
+		} {
+			if !strings.Contains(string(dry), want) {
+				t.Errorf("dry run does not say %q:\n%s", want, dry)
+			}
+		}
+	}
 	real, err := exec.Command(bin, "cleanup", "--netns", topo.Bridge, "--name", name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cleanup: %v\n%s", err, real)
 	}
 	// Same verdicts on the chains, sockets and namespaces, in the same words.
-	for _, what := range []string{"chain ", "control socket " + filepath.Join(labStateDir, "test-"+name), "namespace "} {
+	for _, what := range []string{"chain ", "nft table ", "control socket " + filepath.Join(labStateDir, "test-"+name), "namespace "} {
 		wantLines := strings.NewReplacer("would keep", "kept", "would remove", "removed").Replace(strings.Join(lines(string(dry), what), "\n"))
-		if got := strings.Join(lines(string(real), what), "\n"); got != wantLines || got == "" {
+		if got := strings.Join(lines(string(real), what), "\n"); got != wantLines || (got == "" && (what != "nft table " || withNft)) {
 			t.Errorf("cleanup did not do what --dry-run said:\ndry run:\n%s\ncleanup:\n%s", wantLines, got)
 		}
 	}
@@ -102,8 +127,12 @@ func TestCleanupLeavesALiveRunAlone(t *testing.T) {
 	for _, c := range chains {
 		names = append(names, c.Bin+" "+c.Name)
 	}
-	if got := strings.Join(names, ", "); got != "iptables CLOSEDUEL-7, ip6tables CLOSEDUEL-7" {
-		t.Errorf("chains after cleanup: %s; want the live run's only", got)
+	want := "iptables CLOSEDUEL-7, ip6tables CLOSEDUEL-7"
+	if withNft {
+		want += ", nft closeduel-7"
+	}
+	if got := strings.Join(names, ", "); got != want {
+		t.Errorf("chains after cleanup: %s; want the live run's only, %s", got, want)
 	}
 }
 
