@@ -269,7 +269,15 @@ func (a *Analyzer) packet(e *Event) {
 			wasClosed = false
 		}
 	}
-	if c.closed == 0 && !tc.ClosedAt.IsZero() {
+	// A close both applications made that the stacks cannot finish: what
+	// follows is out of connection (see DEFINITIONS.md), except the
+	// segment that finally closes it.
+	closesNow := c.closed == 0 && !tc.ClosedAt.IsZero()
+	if c.closed == 0 && !c.stalled && retrans && tc.Ends[0].FinSent && tc.Ends[1].FinSent && !closesNow {
+		c.stalled = true
+	}
+	stalled := c.stalled && c.closed == 0 && !closesNow
+	if closesNow {
 		c.closed, c.closeByRST = a.tr.Time(tc.ClosedAt).UnixNano(), seg.Flags&segment.RST != 0
 		if e := int(tc.ClosedEnd); !c.closeByRST && tc.Ends[e].State == tcpstate.TimeWait {
 			c.finalAck = e + 1
@@ -290,6 +298,14 @@ func (a *Analyzer) packet(e *Event) {
 			a.runAdd(ts, c, CauseHeldTuple, &c.lastSyn, &c.lastSynNote, c.lastSynTime, true)
 		}
 		a.runAdd(ts, c, CauseHeldTuple, seg, &e.Note, e.Time, false)
+	case stalled:
+		a.runAdd(ts, c, CauseStalledClose, seg, &e.Note, e.Time, false)
+	case closesNow && c.stalled && ts.run != nil && ts.run.qualified:
+		// The segment that ends a stalled close that had become a duel
+		// (the RST of a stack that forgot it) is its last turn; one that
+		// ends a mere recovery (the ACK of a retransmitted FIN) is not
+		// out of connection.
+		a.runAdd(ts, c, CauseStalledClose, seg, &e.Note, e.Time, false)
 	case wasClosed:
 		cause := CauseAfterFIN
 		if c.closeByRST {

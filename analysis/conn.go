@@ -69,6 +69,10 @@ type conn struct {
 	synAcked, established        bool
 	conflict, twReuse            bool // the tracker's Held and Reused
 	inDuel                       bool
+	// stalled is set, while the incarnation is not closed, by the first
+	// retransmission after both endpoints had sent their FIN: both
+	// applications are done and the stacks cannot finish the close.
+	stalled bool
 
 	// handshake times at the capture point
 	synTime, synAckTime, ackTime int64

@@ -16,6 +16,9 @@ const (
 	CauseHeldTuple Cause = "syn-to-held-tuple" // a SYN met a stale ACK
 	CauseAfterRST  Cause = "after-rst"         // the peer went on after a valid RST
 	CauseAfterFIN  Cause = "after-fin"         // segments after both FINs were acknowledged
+	// CauseStalledClose: both sides had sent their FIN, the close never
+	// completed and a side retransmitted.
+	CauseStalledClose Cause = "stalled-close"
 )
 
 // String returns the word.

@@ -51,11 +51,34 @@ func tsharkRSTs(t *testing.T, path string) map[string]time.Time {
 // on after the client stopped (inferred, on the plain capture).
 func TestLongLostFinalAck(t *testing.T) {
 	requireTool(t, "tshark")
-	run, err := ReadRun("testdata/lwip-long-lost-final-ack")
+	testFinBackoffDuels(t, "lwip-long-lost-final-ack", 10, CauseAfterFIN)
+}
+
+// TestStalledClose: the lab's lost-fin-acks experiment on the real lwIP
+// device with the device closing first (`--client-close eof`,
+// testdata/README.md): the client's FIN+ACK acknowledges the device's FIN,
+// so it is dropped too, no endpoint reaches TIME-WAIT and the close never
+// completes. The wire shows the same FIN back-off as a lost final ACK
+// after the client's close, until Linux forgets its LAST-ACK and answers
+// the next FIN with an RST about two minutes after the client stopped:
+// one stalled-close duel per connection, each ending with the RST.
+func TestStalledClose(t *testing.T) {
+	requireTool(t, "tshark")
+	testFinBackoffDuels(t, "lwip-stalled-close", 3, CauseStalledClose)
+}
+
+// testFinBackoffDuels checks a lab run whose every connection ends in the
+// device's FIN back-off until an RST (testdata/NAME/ and its plain bridge
+// capture testdata/NAME-wire.pcapng) against tshark: conns connections,
+// each with one duel of the cause (on the plain capture the dropped
+// segments look delivered, so the close completes and the duel is
+// after-fin) lasting until its RST, long after the client stopped.
+func testFinBackoffDuels(t *testing.T, name string, conns int, cause Cause) {
+	run, err := ReadRun("testdata/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runInputs, err := RunInputs("testdata/lwip-long-lost-final-ack")
+	runInputs, err := RunInputs("testdata/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +87,10 @@ func TestLongLostFinalAck(t *testing.T) {
 		paths   []string
 		run     *RunInfo
 		capture string
+		cause   Cause
 	}{
-		{"closeduel's capture and log, with run metadata", runInputs, run, "testdata/lwip-long-lost-final-ack/capture.pcapng"},
-		{"the lab's plain bridge capture", []string{"testdata/lwip-long-lost-final-ack-wire.pcapng"}, nil, "testdata/lwip-long-lost-final-ack-wire.pcapng"},
+		{"closeduel's capture and log, with run metadata", runInputs, run, "testdata/" + name + "/capture.pcapng", cause},
+		{"the lab's plain bridge capture", []string{"testdata/" + name + "-wire.pcapng"}, nil, "testdata/" + name + "-wire.pcapng", CauseAfterFIN},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := analyzeFiles(t, Config{Run: tc.run}, tc.paths...)
@@ -74,8 +98,8 @@ func TestLongLostFinalAck(t *testing.T) {
 			if got, want := []int{r.Totals.Connections, r.Totals.Retransmissions, r.Totals.RSTs}, []int{streams, retrans, rsts}; !slices.Equal(got, want) {
 				t.Errorf("[connections retransmissions RSTs] = %v, tshark %v", got, want)
 			}
-			if streams != 10 {
-				t.Errorf("tshark has %d streams, want the run's 10 requests", streams)
+			if streams != conns {
+				t.Errorf("tshark has %d streams, want the run's %d requests", streams, conns)
 			}
 			wend := run.WorkloadEnd
 			if tc.run == nil {
@@ -132,9 +156,9 @@ func TestLongLostFinalAck(t *testing.T) {
 				if !d.End.Equal(rst) || d.Ongoing {
 					t.Errorf("connection %s: duel ends %v (ongoing %v), want at the RST %v", c.Orig, d.End, d.Ongoing, rst)
 				}
-				if d.Duration < 100 || d.Cause != CauseAfterFIN || d.ByDirection[1].FIN < 5 || d.ByDirection[0].RST != 1 {
-					t.Errorf("connection %s: duel %vs, cause %s, device FINs %d, client RSTs %d; want the FIN back-off until the RST (over 100 s)",
-						c.Orig, d.Duration, d.Cause, d.ByDirection[1].FIN, d.ByDirection[0].RST)
+				if d.Duration < 100 || d.Cause != tc.cause || d.ByDirection[1].FIN < 5 || d.ByDirection[0].RST != 1 {
+					t.Errorf("connection %s: duel %vs, cause %s, device FINs %d, client RSTs %d; want %s, the FIN back-off until the RST (over 100 s)",
+						c.Orig, d.Duration, d.Cause, d.ByDirection[1].FIN, d.ByDirection[0].RST, tc.cause)
 				}
 				if d.AfterWorkload == nil || !*d.AfterWorkload || d.End.Sub(wend) < 100*time.Second {
 					t.Errorf("connection %s: after workload %v, end %v; want it going on long after the client stopped (%v)", c.Orig, d.AfterWorkload, d.End, wend)

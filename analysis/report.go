@@ -160,7 +160,8 @@ type Duel struct {
 	// Cause says what set the stage: "syn-to-held-tuple" (a SYN met an
 	// ACK for another incarnation), "after-rst" (the peer kept sending
 	// after a valid RST), "after-fin" (segments after both FINs were
-	// acknowledged).
+	// acknowledged), "stalled-close" (both FINs sent, the close never
+	// completed, a side retransmitting).
 	Cause    Cause `json:"cause"`
 	Segments int   `json:"segments"`
 	// ByDirection counts the segments per direction and kind:
