@@ -273,8 +273,9 @@ func (a *Analyzer) packet(e *Event) {
 	// follows is out of connection (see DEFINITIONS.md), except the
 	// segment that finally closes it.
 	closesNow := c.closed == 0 && !tc.ClosedAt.IsZero()
-	if c.closed == 0 && !c.stalled && retrans && tc.Ends[0].FinSent && tc.Ends[1].FinSent && !closesNow {
-		c.stalled = true
+	if c.closed == 0 && !c.stalled && retrans && tc.Ends[0].FinSent && tc.Ends[1].FinSent {
+		c.stalled = c.stallRetx[0] && c.stallRetx[1] && !closesNow
+		c.stallRetx[di] = true
 	}
 	stalled := c.stalled && c.closed == 0 && !closesNow
 	if closesNow {

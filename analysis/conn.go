@@ -69,10 +69,12 @@ type conn struct {
 	synAcked, established        bool
 	conflict, twReuse            bool // the tracker's Held and Reused
 	inDuel                       bool
-	// stalled is set, while the incarnation is not closed, by the first
-	// retransmission after both endpoints had sent their FIN: both
-	// applications are done and the stacks cannot finish the close.
-	stalled bool
+	// stallRetx[d] records a retransmission in direction d after both
+	// endpoints had sent their FIN; stalled is set, while the incarnation
+	// is not closed, by a retransmission once both directions have one:
+	// both applications are done and the stacks cannot finish the close.
+	stallRetx [2]bool
+	stalled   bool
 
 	// handshake times at the capture point
 	synTime, synAckTime, ackTime int64
