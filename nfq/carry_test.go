@@ -304,4 +304,23 @@ func TestCarrierKeepsTheVLANFromTheMark(t *testing.T) {
 	if f := sk.lastFrame; len(f) < 18 || binary.BigEndian.Uint16(f[12:]) != 0x88a8 || binary.BigEndian.Uint16(f[14:])&0xfff != 4094 || binary.BigEndian.Uint16(f[16:]) != 0x0800 {
 		t.Errorf("the copy of an 802.1ad VLAN 4094 packet left as % x", f[:min(len(f), 18)])
 	}
+
+	// A crafted RST toward the client, whose last packet came tagged
+	// 802.1Q 10, leaves with that tag, the IP packet right behind it.
+	rec = rec[:0]
+	dc.by[5] = Decision{NInjects: 1, Injects: [MaxInjects]Inject{{Template: segment.Template{
+		Tuple: segment.Tuple{Src: netip.MustParseAddrPort("192.168.100.99:80"), Dst: netip.MustParseAddrPort("192.168.100.1:40000")},
+		Flags: segment.RST, Seq: 1,
+	}}}}
+	qp := queued(t, 5, 0, 0)
+	qp.Mark = q10
+	c.handle(qp, t0, false)
+	c.sendAfter(t0)
+	if diff := cmp.Diff([]string{"verdict 5 802.1Q 10", "injected 0 802.1Q 10"}, []string(rec)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	f := sk.lastFrame
+	if len(f) < 38 || binary.BigEndian.Uint16(f[12:]) != 0x8100 || binary.BigEndian.Uint16(f[14:]) != 10 || binary.BigEndian.Uint16(f[16:]) != 0x0800 || f[18] != 0x45 || [4]byte(f[34:38]) != [4]byte{192, 168, 100, 1} {
+		t.Errorf("the RST left as % x", f[:min(len(f), 38)])
+	}
 }
