@@ -62,6 +62,8 @@ type ruleset struct {
 	counters []counter
 	maxConns int
 	rng      *rand.Rand
+	index    portIndex
+	scan     bool // tests: look at every rule, without the index
 }
 
 type liveRule struct {
@@ -141,6 +143,7 @@ func (d *Decider) compile(f *File) *ruleset {
 		}
 	}
 	rs.counters = make([]counter, n*d.maxConns)
+	rs.index.build(rs.rules)
 	return rs
 }
 
@@ -315,15 +318,12 @@ func (d *Decider) Decide(p *nfq.Packet, dec *nfq.Decision) {
 
 	var fired *liveRule
 	fix := d.mit.After(seg, &res, side, now)
-	for i := range rs.rules {
-		if fix.Acted {
-			break // the mitigation decides
-		}
-		r := &rs.rules[i]
-		if r.enabled.Load() && r.when.static(&v) && rs.admit(r, &res) {
-			fired = r
-			break
-		}
+	switch {
+	case fix.Acted: // the mitigation decides
+	case rs.scan:
+		fired = rs.firstByScan(&v)
+	default:
+		fired = rs.first(&v)
 	}
 	deliver, due, key := true, time.Time{}, uint64(0)
 	var in *inject
