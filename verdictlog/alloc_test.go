@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	"github.com/closeduel/closeduel/vlanmark"
 )
 
 // TestRecordAllocs checks that Record allocates nothing, both when it
@@ -216,6 +218,11 @@ func TestWriterAllocs(t *testing.T) {
 		ev := fs[i].ev
 		if got := testing.AllocsPerRun(1000, func() { w.Record(&ev); w.drain() }); got != 0 {
 			t.Errorf("%s: Record and write: %v allocations per event, want 0", fs[i].name, got)
+		}
+		// The same packet with a VLAN tag: written as an Ethernet frame.
+		ev.VLAN = vlanmark.Tag{TPID: vlanmark.TPID8021Q, ID: 10}
+		if got := testing.AllocsPerRun(1000, func() { w.Record(&ev); w.drain() }); got != 0 {
+			t.Errorf("%s, VLAN 10: Record and write: %v allocations per event, want 0", fs[i].name, got)
 		}
 	}
 	if err := w.Close(); err != nil {
