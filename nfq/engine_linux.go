@@ -399,15 +399,21 @@ func (e *Engine) queueVerdict(id uint32, v Verdict, payload []byte) {
 }
 
 // flush sends the queued verdicts in one write, then the copies and
-// crafted segments that must follow them.
+// crafted segments that must follow them. The write is raw, as the
+// receive: the engine's goroutine never yields, so to the runtime's sysmon
+// it is a goroutine running for longer than its 10 ms slice, and sysmon
+// took its P whenever it found it in an ordinary syscall, then polled
+// every 20 µs again after each such retake. Measured with perf stat
+// --per-thread under churn with the log: sysmon's thread woke 4,098 times
+// in 3 s (62 ms of CPU) with the ordinary write, 306 times (9 ms) raw.
 func (e *Engine) flush() {
 	if len(e.send) > 0 {
 		for {
-			_, err := unix.Write(e.fd, e.send)
-			if err == unix.EINTR {
+			_, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(e.fd), uintptr(unsafe.Pointer(&e.send[0])), uintptr(len(e.send)))
+			if errno == unix.EINTR {
 				continue
 			}
-			if err != nil {
+			if errno != 0 {
 				e.stats.VerdictErrs.Add(1)
 			}
 			break
