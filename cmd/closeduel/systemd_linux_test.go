@@ -103,7 +103,7 @@ func bootContainer(t *testing.T, ns string, prepare func(root string)) *containe
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("systemd in the container was not running within 60 s:\n%s", out.String())
+			t.Fatalf("systemd in the container did not reach basic.target within 60 s:\n%s", out.String())
 		}
 		select {
 		case <-done:
