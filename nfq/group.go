@@ -59,6 +59,8 @@ func (s *Snapshot) sum(o Snapshot) {
 	s.Batches += o.Batches
 	s.Cut += o.Cut
 	s.CutNeedsWhole += o.CutNeedsWhole
+	s.SpinHits += o.SpinHits
+	s.SpinMisses += o.SpinMisses
 	s.HeldNow += o.HeldNow
 	s.KernelQueueDropped += o.KernelQueueDropped
 	s.KernelUserDropped += o.KernelUserDropped

@@ -21,6 +21,8 @@ type Stats struct {
 	DeciderPanic atomic.Uint64 // packets whose Decider panicked (accepted unchanged)
 	VerdictErrs  atomic.Uint64 // errors the kernel returned for verdicts
 	Batches      atomic.Uint64 // receive calls that returned packets
+	SpinHits     atomic.Uint64 // batches found by polling without sleeping (Config.Spin)
+	SpinMisses   atomic.Uint64 // polls that found nothing within Config.Spin (the engine then slept)
 	Cut          atomic.Uint64 // packets that arrived cut to the copy range
 	// CutNeedsWhole counts decisions to rewrite or duplicate a packet that
 	// arrived cut: they were carried out without the rewrite or copies.
@@ -35,6 +37,7 @@ type Snapshot struct {
 	Duplicated, Injected, SendFailed        uint64
 	DeciderPanic, VerdictErrs, Batches      uint64
 	Cut, CutNeedsWhole                      uint64
+	SpinHits, SpinMisses                    uint64
 	HeldNow                                 int
 	KernelQueueDropped, KernelUserDropped   uint64 // from /proc/net/netfilter/nfnetlink_queue
 	KernelQueueTotal                        uint64 // packets waiting in the kernel queue
@@ -54,6 +57,7 @@ func (s *Stats) snapshot() Snapshot {
 		HoldOverflow: s.HoldOverflow.Load(), Duplicated: s.Duplicated.Load(), Injected: s.Injected.Load(),
 		SendFailed: s.SendFailed.Load(), DeciderPanic: s.DeciderPanic.Load(), VerdictErrs: s.VerdictErrs.Load(),
 		Batches: s.Batches.Load(), Cut: s.Cut.Load(), CutNeedsWhole: s.CutNeedsWhole.Load(),
+		SpinHits: s.SpinHits.Load(), SpinMisses: s.SpinMisses.Load(),
 	}
 }
 
