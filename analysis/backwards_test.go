@@ -9,6 +9,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/closeduel/closeduel/internal/roottest"
 )
 
 // appendToItself writes the pcap at src twice into one file: the second
@@ -63,7 +65,7 @@ func appendToItself(t *testing.T, src, dst string) {
 // order, a duplicate ACK "before" is not recent): the counts must still
 // equal tshark's on every lab pcap so doubled.
 func TestTimeGoingBackwards(t *testing.T) {
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	paths, _ := filepath.Glob("testdata/*.pcap")
 	for _, p := range paths {
 		t.Run(filepath.Base(p), func(t *testing.T) {

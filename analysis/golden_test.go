@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/closeduel/closeduel/internal/roottest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden reports in testdata/")
@@ -174,23 +176,12 @@ func tsharkCounts(t *testing.T, path string) (streams, retrans, rsts int) {
 	return len(seen), retrans, rsts
 }
 
-func requireTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed and CI must run this test (apt-get install %s)", name, name)
-	}
-	t.Skipf("skipped: %s is not installed", name)
-}
-
 // TestAgreesWithTshark: on the lab captures the connection,
 // retransmission and RST counts equal Wireshark's (tcp.stream,
 // tcp.analysis.retransmission, tcp.flags.reset), and the conversation
 // count of `tshark -z conv,tcp` equals the connection count.
 func TestAgreesWithTshark(t *testing.T) {
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	runs, _ := filepath.Glob("testdata/*/capture.pcapng")
 	paths := append(labCapturePaths(t), runs...)
 	for _, p := range paths {
@@ -215,7 +206,7 @@ func TestAgreesWithTshark(t *testing.T) {
 // synthetic churn of about 2,000 connections with retransmitted
 // responses and FINs and RSTs at random.
 func TestDifferentialTshark(t *testing.T) {
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	p := filepath.Join(t.TempDir(), "churn.pcap")
 	writeChurn(t, p, 20_000)
 	r := analyzeFiles(t, Config{}, p)

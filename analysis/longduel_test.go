@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/closeduel/closeduel/internal/roottest"
 )
 
 // tsharkRSTs returns, per client port, the time of the last RST tshark
@@ -50,7 +52,7 @@ func tsharkRSTs(t *testing.T, path string) map[string]time.Time {
 // connection has exactly one duel that lasts until the tuple's RST and goes
 // on after the client stopped (inferred, on the plain capture).
 func TestLongLostFinalAck(t *testing.T) {
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	testFinBackoffDuels(t, "lwip-long-lost-final-ack", 10, CauseAfterFIN)
 }
 
@@ -63,7 +65,7 @@ func TestLongLostFinalAck(t *testing.T) {
 // the next FIN with an RST about two minutes after the client stopped:
 // one stalled-close duel per connection, each ending with the RST.
 func TestStalledClose(t *testing.T) {
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	testFinBackoffDuels(t, "lwip-stalled-close", 3, CauseStalledClose)
 }
 

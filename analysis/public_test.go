@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -39,7 +40,7 @@ func TestPublicCaptures(t *testing.T) {
 	if dir == "" {
 		t.Skip("skipped: set CLOSEDUEL_PUBLIC_CAPTURES=DIR to a directory of public captures (e.g. the tcpdump repository's tests/*.pcap)")
 	}
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket/layers"
@@ -286,7 +287,7 @@ func tsharkRetransByPort(t *testing.T, path string) (byPort map[string]int, flag
 // retransmissions and the out-of-order segments, keep-alives and
 // zero-window probes that are none.
 func TestRetransmissionsLikeTshark(t *testing.T) {
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			p := tempPath(t, "reorder.pcap")

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeduel/closeduel/internal/roottest"
 	"github.com/closeduel/closeduel/segment"
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket/layers"
@@ -112,7 +113,7 @@ var streamCases = []struct {
 // number must be inferred, the connection count equals tshark's
 // tcp.stream count and the expected one.
 func TestStreamsLikeTshark(t *testing.T) {
-	requireTool(t, "tshark")
+	roottest.RequireTools(t, "tshark")
 	for _, tc := range streamCases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSynth()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/closeduel/closeduel/internal/roottest"
 )
 
 // completionCases are what a user types and the candidates each shell
@@ -72,12 +74,7 @@ func TestShellCompletion(t *testing.T) {
 	env := append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "TERM=xterm", "HOME="+work)
 	shell := func(t *testing.T, argv ...string) string {
 		t.Helper()
-		if _, err := exec.LookPath(argv[0]); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is needed (make deps-test installs it)", argv[0])
-			}
-			t.Skipf("%s not installed (Debian package %s)", argv[0], argv[0])
-		}
+		roottest.RequireTools(t, argv[0])
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)

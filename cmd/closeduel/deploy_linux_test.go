@@ -243,14 +243,7 @@ func scrapeIn(t *testing.T, ns, addr string) map[string]float64 {
 // verdict log and the wire.
 func TestDeployOnABusyBridge(t *testing.T) {
 	roottest.Require(t)
-	for _, tool := range []string{"tcpdump", "ping", "setpriv"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is needed (make deps-test installs it)", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	roottest.RequireTools(t, "tcpdump", "ping", "setpriv")
 	bin := buildBinary(t)
 	b := buildBusyBridge(t, fmt.Sprintf("dp%d", os.Getpid()%100000))
 	serveTCP(t, b.Device, hostB+":80")

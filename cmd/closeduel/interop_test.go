@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/closeduel/closeduel/internal/roottest"
 )
 
 // The README's queries on the verdict log, run here as documented.
@@ -79,12 +81,7 @@ func readmeHas(t *testing.T, text string) {
 
 func TestVerdictLogInJq(t *testing.T) {
 	readmeHas(t, jqQuery)
-	if _, err := exec.LookPath("jq"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("jq is needed (make deps-test installs it)")
-		}
-		t.Skip("jq not installed (Debian package jq)")
-	}
+	roottest.RequireTools(t, "jq")
 	dir := logInDir(t)
 	cmd := exec.Command("sh", "-c", jqQuery)
 	cmd.Dir = dir

@@ -36,14 +36,7 @@ const vlanJqQuery = `jq -s -c 'map(select(.kind == "verdict")) | group_by(.vlan)
 // is over, its chains and its nft table are gone.
 func TestVLANTagsInTheLogAndTheCapture(t *testing.T) {
 	roottest.Require(t)
-	for _, tool := range []string{"tshark", "nft", "ethtool"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is needed (make deps-test installs it)", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	roottest.RequireTools(t, "tshark", "nft", "ethtool")
 	bin := buildBinary(t)
 	ctx := context.Background()
 	topo := newBench(t, "vl")

@@ -5,6 +5,7 @@ package roottest
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -18,4 +19,19 @@ func Require(t testing.TB) {
 		t.Fatal("this test needs root (network namespaces, NFQUEUE, iptables) and CI runs as root: run it as root")
 	}
 	t.Skip("skipped: needs root for network namespaces, NFQUEUE and iptables (run `sudo go test ./...` or `make test`)")
+}
+
+// RequireTools skips t (or fails it under CI, whose `make deps-test`
+// installs them) unless every named program is on $PATH.
+func RequireTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err == nil {
+			continue
+		}
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is needed and CI must run this test (make deps-test installs it)", name)
+		}
+		t.Skipf("skipped: %s is not installed (make deps-test installs it)", name)
+	}
 }
