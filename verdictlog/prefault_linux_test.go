@@ -3,6 +3,7 @@ package verdictlog
 import (
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,9 @@ func TestPrefaultRecordTakesNoPageFault(t *testing.T) {
 		{prefault: false, min: n / 4, max: 1 << 30},
 	} {
 		dir := t.TempDir()
+		// Freed heap that earlier tests faulted in would serve the slots
+		// without a fault: give it back to the kernel first.
+		debug.FreeOSMemory()
 		w, err := Open(Config{JSONPath: filepath.Join(dir, "v.jsonl"), PcapPath: filepath.Join(dir, "v.pcapng"), Buffer: n, Prefault: tc.prefault},
 			withWriterGate(make(chan struct{})))
 		if err != nil {

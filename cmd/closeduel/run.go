@@ -456,6 +456,7 @@ func printSummary(out io.Writer, s nfq.Snapshot, elapsed time.Duration, logLine 
 	}
 	fmt.Fprintf(out, "  held           %d, released %d, still held %d, refused (full) %d\n", s.Held, s.Released, s.HeldNow, s.HoldOverflow)
 	fmt.Fprintf(out, "  sent           duplicates %d, injected %d, failed %d\n", s.Duplicated, s.Injected, s.SendFailed)
+	fmt.Fprintf(out, "  batches        %d, %d of them taken by busy-polling, %d polls found none\n", s.Batches, s.SpinHits, s.SpinMisses)
 	fmt.Fprintf(out, "  kernel queue   dropped %d (queue full), user dropped %d (socket full), passed unqueued %d (queue full, fail-open)\n", s.KernelQueueDropped, s.KernelUserDropped, s.FailOpen)
 	if logLine != "" {
 		fmt.Fprintf(out, "  log records    %s\n", logLine)
