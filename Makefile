@@ -75,7 +75,7 @@ test: deps-test promtool udev-deb dist
 
 # bench runs the interleaved speed comparison against the anchors.
 bench: deps-test build
-	./$(BIN) bench --rounds 5 --duration 3s --mode kernel --mode c-anchor --mode closeduel --mode closeduel+log --mode closeduel+log+2q --mode closeduel+log+rt --mode closeduel+20rules --delay-rate 1000 --delay-rate 20000
+	./$(BIN) bench --rounds 5 --duration 3s --mode kernel --mode c-anchor --mode closeduel --mode closeduel+log --mode closeduel+log+nopoll --mode closeduel+log+2q --mode closeduel+log+rt --mode closeduel+20rules --delay-rate 1000 --delay-rate 20000
 
 # dist cross-builds static binaries (CGO off) for linux/amd64, arm64 and
 # armv7 into dist/, with the version stamped, and checks the stamp and

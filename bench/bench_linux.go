@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 				P50: float64(fig.P50) / 1e3, P99: float64(fig.P99) / 1e3}
 			rep.Results = append(rep.Results, res)
 			if cfg.Progress != nil {
-				fmt.Fprintf(cfg.Progress, "round %d  %-17s %-6s %12.1f %s", round, c.m, c.w, fig.Value, c.w.Unit())
+				fmt.Fprintf(cfg.Progress, "round %d  %-20s %-6s %12.1f %s", round, c.m, c.w, fig.Value, c.w.Unit())
 				if c.w == RequestResponse {
 					fmt.Fprintf(cfg.Progress, "  p50 %.1f µs  p99 %.1f µs", res.P50, res.P99)
 				}
@@ -345,6 +345,9 @@ func inline(ctx context.Context, cfg Config, topo *topology.Topology, anchor, tm
 		case ClosedueLog:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
+		case ClosedueLogNoPoll:
+			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
+				"--control", "off", "--busy-poll", "0", "--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
 		case ClosedueLogRT:
 			inline = netns.Command(ctx, topo.Bridge, cfg.Exe, "--log-level", "warn", "run", "--hook", "none", "--queue", strconv.Itoa(queueNum),
 				"--control", "off", "--rt-priority", "10", "--force", "--log", filepath.Join(tmp, "v.jsonl"), "--pcap", filepath.Join(tmp, "v.pcapng"))
@@ -461,13 +464,13 @@ func (r *Report) Write(out io.Writer) {
 	fmt.Fprintf(out, "\nmedians of %d interleaved rounds of %v per cell\n", r.Config.Rounds, r.Config.Duration)
 	fmt.Fprintf(out, "%-8s %-8s", "workload", "unit")
 	for _, m := range modes {
-		fmt.Fprintf(out, " %17s", m)
+		fmt.Fprintf(out, " %20s", m)
 	}
 	fmt.Fprintln(out)
 	for _, w := range r.Config.Workloads {
 		fmt.Fprintf(out, "%-8s %-8s", w, w.Unit())
 		for _, m := range modes {
-			fmt.Fprintf(out, " %17.1f", r.Median(m, w))
+			fmt.Fprintf(out, " %20.1f", r.Median(m, w))
 		}
 		fmt.Fprintln(out)
 	}
@@ -475,7 +478,7 @@ func (r *Report) Write(out io.Writer) {
 	// Ratios: every closeduel mode to the C anchor and to the kernel.
 	var ours []Mode
 	for _, m := range modes {
-		if m == Closeduel || m == ClosedueLog || m == ClosedueLogRT || m == ClosedueLog2Q || m == Closeduel20 || m == CloseduelMetrics {
+		if m == Closeduel || m == ClosedueLog || m == ClosedueLogNoPoll || m == ClosedueLogRT || m == ClosedueLog2Q || m == Closeduel20 || m == CloseduelMetrics {
 			ours = append(ours, m)
 		}
 	}
@@ -483,15 +486,15 @@ func (r *Report) Write(out io.Writer) {
 		if !slices.Contains(modes, anchor) || len(ours) == 0 {
 			continue
 		}
-		fmt.Fprintf(out, "\nratio to %-8s", anchor)
+		fmt.Fprintf(out, "\nratio to %-11s", anchor)
 		for _, m := range ours {
-			fmt.Fprintf(out, " %17s", m)
+			fmt.Fprintf(out, " %20s", m)
 		}
 		fmt.Fprintln(out)
 		for _, w := range r.Config.Workloads {
-			fmt.Fprintf(out, "%-17s", w)
+			fmt.Fprintf(out, "%-20s", w)
 			for _, m := range ours {
-				fmt.Fprintf(out, " %17.3f", ratio(r.Median(m, w), r.Median(anchor, w)))
+				fmt.Fprintf(out, " %20.3f", ratio(r.Median(m, w), r.Median(anchor, w)))
 			}
 			fmt.Fprintln(out)
 		}
@@ -499,12 +502,12 @@ func (r *Report) Write(out io.Writer) {
 
 	if slices.Contains(r.Config.Workloads, RequestResponse) {
 		fmt.Fprintf(out, "\nrequest/response round trip, µs (medians over the rounds of each round's percentile)\n")
-		fmt.Fprintf(out, "%-17s %9s %9s %18s\n", "mode", "p50", "p99", "p99 - kernel p99")
+		fmt.Fprintf(out, "%-20s %9s %9s %18s\n", "mode", "p50", "p99", "p99 - kernel p99")
 		kp99 := r.median(Kernel, RequestResponse, func(res Result) float64 { return res.P99 })
 		for _, m := range modes {
 			p50 := r.median(m, RequestResponse, func(res Result) float64 { return res.P50 })
 			p99 := r.median(m, RequestResponse, func(res Result) float64 { return res.P99 })
-			fmt.Fprintf(out, "%-17s %9.1f %9.1f", m, p50, p99)
+			fmt.Fprintf(out, "%-20s %9.1f %9.1f", m, p50, p99)
 			if slices.Contains(modes, Kernel) && m != Kernel {
 				fmt.Fprintf(out, " %18.1f", p99-kp99)
 			}

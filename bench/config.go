@@ -22,6 +22,9 @@ const (
 	// ClosedueLogRT is ClosedueLog with the packet thread under
 	// SCHED_FIFO (run --rt-priority 10).
 	ClosedueLogRT Mode = "closeduel+log+rt"
+	// ClosedueLogNoPoll is ClosedueLog with busy-polling off (run
+	// --busy-poll 0): the packet thread sleeps between batches.
+	ClosedueLogNoPoll Mode = "closeduel+log+nopoll"
 	// ClosedueLog2Q is ClosedueLog spreading connections over two
 	// queues (run --queues 2), one engine thread each.
 	ClosedueLog2Q Mode = "closeduel+log+2q"
@@ -34,7 +37,7 @@ const (
 )
 
 // AllModes lists every mode in the order reports show them.
-var AllModes = []Mode{Kernel, CAnchor, Closeduel, ClosedueLog, ClosedueLogRT, ClosedueLog2Q, Closeduel20, CloseduelMetrics, GoNfqueue}
+var AllModes = []Mode{Kernel, CAnchor, Closeduel, ClosedueLog, ClosedueLogNoPoll, ClosedueLogRT, ClosedueLog2Q, Closeduel20, CloseduelMetrics, GoNfqueue}
 
 const queueNum = 9
 

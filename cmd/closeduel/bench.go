@@ -26,7 +26,7 @@ closeduel run, in a random order per round; prints medians and ratios.` + exampl
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "rounds; every cell is measured once per round"},
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "length of one cell"},
 			&cli.StringSliceFlag{Name: "workload", Usage: "rr, churn, bulk (repeat; default all)"},
-			&cli.StringSliceFlag{Name: "mode", Usage: "kernel, c-anchor, closeduel, closeduel+log, closeduel+log+rt, closeduel+log+2q, closeduel+20rules, closeduel+metrics, go-nfqueue (repeat; \"all\" for every one; default the first three)"},
+			&cli.StringSliceFlag{Name: "mode", Usage: "kernel, c-anchor, closeduel, closeduel+log, closeduel+log+nopoll, closeduel+log+rt, closeduel+log+2q, closeduel+20rules, closeduel+metrics, go-nfqueue (repeat; \"all\" for every one; default the first three)"},
 			&cli.IntSliceFlag{Name: "delay-rate", Usage: "packet rates at which to measure the precision of held packets' delays, once per round (repeat; e.g. 1000 and 20000)"},
 			&cli.StringFlag{Name: "anchor", Usage: "path of nfq-c-pass.c (default: shared/anchors beside the repository)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the cell order"},
