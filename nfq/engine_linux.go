@@ -52,10 +52,12 @@ type Engine struct {
 	// spin is how long receive polls without sleeping after a batch
 	// when the batches before came that close together (Config.BusyPoll);
 	// lastBatch and gap are when the last batch came and how long after
-	// the one before.
+	// the one before; lastYield when the goroutine last yielded
+	// (yieldEvery).
 	spin      time.Duration
 	lastBatch time.Time
 	gap       time.Duration
+	lastYield time.Time
 	pollFD    [1]unix.PollFd
 	pollTS    unix.Timespec
 
@@ -264,6 +266,19 @@ func (e *Engine) configAcked(seq uint32, attrs []byte) error {
 // within this time. The socket's receive timeout runs on the jiffy clock
 // and overshoots by up to two ticks (8 ms at HZ=250), so waits shorter
 // than idlePoll+pollMargin use ppoll, whose hrtimer is precise.
+// yieldEvery: a busy-polling engine yields its goroutine (Gosched) when a
+// poll finds the queue quiet, at most this often. Its goroutine never
+// yields otherwise, so every 10 ms the runtime's sysmon forces it to (a
+// signal, then a handoff of the locked thread to another and back) at
+// whatever moment it comes, often with the next packet waiting. Yielding
+// first, while the queue is quiet, keeps sysmon off: under
+// request/response its signals went from 173 to 32 in 3 s; in three runs
+// of 5-6 interleaved rounds (load 1.2-1.7) 9,154, 8,604 and 8,851
+// transactions/s against 8,069, 7,398 and 8,264, p99 round trip 257, 265
+// and 266 µs against 293, 303 and 258; churn unchanged (2,212 against
+// 2,235 connections/s). Every 9 ms left 102 signals and did no better.
+const yieldEvery = 5 * time.Millisecond
+
 const (
 	idlePoll   = 100 * time.Millisecond
 	pollMargin = 20 * time.Millisecond
@@ -307,6 +322,10 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 		}
 		e.stats.SpinMisses.Add(1)
 		e.gap = e.spin + 1 // sleep until the next packet: no spin after a miss
+		if now := time.Now(); now.Sub(e.lastYield) >= yieldEvery {
+			e.lastYield = now
+			runtime.Gosched()
+		}
 	}
 	flags := uintptr(unix.MSG_WAITFORONE)
 	if wait >= 0 && wait < idlePoll+pollMargin {
