@@ -299,8 +299,9 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 		// (a wake-up and a context switch per packet under
 		// request/response). A miss ends it until batches come close
 		// together again, so an idle queue is never polled.
+		due := time.Now().Add(wait)
 		deadline, timed := e.lastBatch.Add(e.spin), false
-		if due := time.Now().Add(wait); wait > 0 && due.Before(deadline) {
+		if wait > 0 && due.Before(deadline) {
 			deadline, timed = due, true // a held packet is due first
 		}
 		for {
@@ -325,6 +326,12 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 		if now := time.Now(); now.Sub(e.lastYield) >= yieldEvery {
 			e.lastYield = now
 			runtime.Gosched()
+		}
+		if wait > 0 {
+			// The wait runs from when receive was called, not from now.
+			if wait = time.Until(due); wait <= 0 {
+				return false, nil
+			}
 		}
 	}
 	flags := uintptr(unix.MSG_WAITFORONE)
