@@ -40,7 +40,7 @@ func TestBusyPoll(t *testing.T) {
 				t.Fatalf("response %d: %v", i, err)
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // the last ACKs
+		time.Sleep(200 * time.Millisecond) // the last (delayed) ACKs
 		quiet := b.engine.Stats()
 		time.Sleep(300 * time.Millisecond)
 		st := b.engine.Stats()
