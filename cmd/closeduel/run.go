@@ -311,7 +311,7 @@ wait:
 	for {
 		select {
 		case <-watchTick.C:
-			watch.check(engine.Stats())
+			watch.check(engine.Stats)
 		case <-ctx.Done():
 			break wait
 		case <-timeout:
