@@ -162,12 +162,7 @@ func appendVLANIDB(b []byte, snapLen int) []byte {
 		b = append(b, o.val...)
 		b = pad4(b, len(o.val))
 	}
-	b = ne.AppendUint16(b, optEndOfOpt)
-	b = ne.AppendUint16(b, 0)
-	total := uint32(len(b) - start + 4)
-	b = ne.AppendUint32(b, total)
-	ne.PutUint32(b[start+4:], total)
-	return b
+	return endBlock(b, start)
 }
 
 // pcapng block and option codes (draft-ietf-opsawg-pcapng).
@@ -203,6 +198,12 @@ func appendEPB(b []byte, intf uint32, t int64, data []byte, origLen int, comment
 		b = ne.AppendUint16(b, 8)
 		b = ne.AppendUint64(b, drops)
 	}
+	return endBlock(b, start)
+}
+
+// endBlock ends the options and the block that starts at b[start]: the
+// end-of-options option, then the block's total length at both ends.
+func endBlock(b []byte, start int) []byte {
 	b = ne.AppendUint16(b, optEndOfOpt)
 	b = ne.AppendUint16(b, 0)
 	total := uint32(len(b) - start + 4)

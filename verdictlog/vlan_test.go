@@ -63,15 +63,7 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 		t.Errorf("vlan fields (-want +got):\n%s", diff)
 	}
 
-	f, err := os.Open(pcapPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openMixedNg(t, pcapPath)
 	type frame struct {
 		Intf int
 		TPID uint16
@@ -171,15 +163,7 @@ func TestVLANInterfaceSurvivesAFailedFlush(t *testing.T) {
 	if err := w.Close(); !errors.Is(err, errBroken) {
 		t.Fatalf("Close: %v, want the first error", err)
 	}
-	f, err := os.Open(pcapPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openMixedNg(t, pcapPath)
 	data, ci, err := r.ReadPacketData()
 	if err != nil {
 		t.Fatalf("the frame after the failed batch: %v", err)
@@ -190,4 +174,20 @@ func TestVLANInterfaceSurvivesAFailedFlush(t *testing.T) {
 	if _, _, err := r.ReadPacketData(); !errors.Is(err, io.EOF) {
 		t.Errorf("after it: %v, want the end", err)
 	}
+}
+
+// openMixedNg opens a pcapng whose interfaces have different link types
+// (the raw IP one and the VLAN one) for reading until the test ends.
+func openMixedNg(t *testing.T, path string) *pcapgo.NgReader {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
