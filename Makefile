@@ -7,9 +7,9 @@ GO ?= go
 # jq for the log's interop, systemd's systemd-analyze for the unit check,
 # systemd-container's systemd-nspawn to boot systemd for the service test,
 # ping for the deployment test's other traffic, zsh and fish for the shell
-# completion test).
+# completion test, nftables' nft for run --vlan-tags' bridge rule).
 LAB_PACKAGES := iptables iproute2 ethtool tcpdump util-linux procps pkg-config gcc make liblwip-dev
-TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium jq systemd systemd-container iputils-ping zsh fish
+TEST_PACKAGES := $(LAB_PACKAGES) tshark libnetfilter-queue-dev libnfnetlink-dev chromium jq systemd systemd-container iputils-ping zsh fish nftables
 BIN := bin/closeduel
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # DIST_FLAGS make reproducible static binaries with the version stamped.
