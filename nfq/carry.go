@@ -349,6 +349,9 @@ func (c *carrier) verdict(id uint32, v Verdict, modified bool, data []byte, orig
 	c.actions.add(d.Action)
 	if c.cfg.Recorder != nil {
 		c.ev = Event{Kind: EventVerdict, Arrived: arrived, Left: left, PacketID: id, Verdict: v, Decision: d, Data: data, OrigLen: origLen, Seg: *seg, TCP: tcp, VLAN: vlan}
+		if vlan.Tagged() && tcp {
+			c.ev.DstMAC, c.ev.SrcMAC = c.hosts[seg.Dst.Addr()].mac, c.hosts[seg.Src.Addr()].mac
+		}
 		if d.LogDstPort != 0 && tcp {
 			// The verdict message holds its own copy of the packet: log a
 			// copy with the port the Decider asked for.
@@ -464,6 +467,9 @@ func (c *carrier) sendDuplicate(sl *slot, now time.Time) {
 	c.stats.Duplicated.Add(1)
 	if c.cfg.Recorder != nil {
 		c.ev = Event{Kind: EventDuplicate, Arrived: sl.arrived, Left: now, PacketID: sl.id, Verdict: Accept, Decision: &sl.decision, Data: sl.data, Seg: sl.seg, TCP: sl.tcp, VLAN: sl.vlan}
+		if sl.vlan.Tagged() {
+			c.ev.DstMAC, c.ev.SrcMAC = dst.mac, src.mac
+		}
 		c.cfg.Recorder.Record(&c.ev)
 	}
 }
@@ -509,6 +515,9 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 			id, arrived = p.ID, p.Time
 		}
 		c.ev = Event{Kind: EventInjected, Arrived: arrived, Left: now, PacketID: id, Verdict: Accept, Decision: d, Data: ip, Seg: seg, TCP: tcp, VLAN: dst.vlan}
+		if dst.vlan.Tagged() {
+			c.ev.DstMAC, c.ev.SrcMAC = dst.mac, src.mac
+		}
 		c.cfg.Recorder.Record(&c.ev)
 	}
 }

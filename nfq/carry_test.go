@@ -3,6 +3,7 @@ package nfq
 import (
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -270,11 +271,16 @@ func TestCarrierHoldAndReleaseAllocateNothing(t *testing.T) {
 	}
 }
 
-// vlanEvents records the kind and VLAN of every event.
+// vlanEvents records the kind and VLAN of every event, and a tagged
+// one's Ethernet addresses.
 type vlanEvents []string
 
 func (v *vlanEvents) Record(ev *Event) {
-	*v = append(*v, ev.Kind.String()+" "+itoa(int(ev.PacketID))+" "+ev.VLAN.String())
+	s := ev.Kind.String() + " " + itoa(int(ev.PacketID)) + " " + ev.VLAN.String()
+	if ev.VLAN.Tagged() {
+		s += " " + net.HardwareAddr(ev.SrcMAC[:]).String() + ">" + net.HardwareAddr(ev.DstMAC[:]).String()
+	}
+	*v = append(*v, s)
 }
 
 // TestCarrierKeepsTheVLANFromTheMark: a packet whose mark carries a VLAN
@@ -297,7 +303,9 @@ func TestCarrierKeepsTheVLANFromTheMark(t *testing.T) {
 	c.sendAfter(t0)
 	c.fireDue(t0.Add(time.Second))
 	slices.Sort(rec)
-	want := []string{"duplicate 3 802.1ad 4094", "verdict 1 802.1Q 10", "verdict 2 802.1Q 10", "verdict 3 802.1ad 4094", "verdict 4 untagged"}
+	const cl, dv = "02:00:00:00:00:01", "02:00:00:00:00:02" // the client's (learned from the queue's hardware address) and the device's
+	want := []string{"duplicate 3 802.1ad 4094 " + cl + ">" + dv, "verdict 1 802.1Q 10 " + cl + ">" + dv, "verdict 2 802.1Q 10 " + cl + ">" + dv,
+		"verdict 3 802.1ad 4094 " + cl + ">" + dv, "verdict 4 untagged"}
 	if diff := cmp.Diff(want, []string(rec)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
@@ -316,7 +324,7 @@ func TestCarrierKeepsTheVLANFromTheMark(t *testing.T) {
 	qp.Mark = q10
 	c.handle(qp, t0, false)
 	c.sendAfter(t0)
-	if diff := cmp.Diff([]string{"verdict 5 802.1Q 10", "injected 0 802.1Q 10"}, []string(rec)); diff != "" {
+	if diff := cmp.Diff([]string{"verdict 5 802.1Q 10 " + cl + ">" + dv, "injected 0 802.1Q 10 " + dv + ">" + cl}, []string(rec)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 	f := sk.lastFrame

@@ -59,6 +59,13 @@ type Event struct {
 	// VLAN is the VLAN tag of the queued packet concerned (see
 	// Packet.VLAN); for EventInjected, the tag the crafted frame carried.
 	VLAN vlanmark.Tag
+	// DstMAC and SrcMAC are the Ethernet addresses of a tagged frame (the
+	// verdict log writes tagged packets as Ethernet frames): for a queued
+	// packet, those the engine learned for its addresses from the traffic
+	// (the queue hands over the IP packet only), zero while not learned;
+	// for a copy or a crafted segment, those it was sent with. Zero for
+	// untagged packets.
+	DstMAC, SrcMAC [6]byte
 }
 
 // Recorder receives every Event. Record is called from the engine's packet

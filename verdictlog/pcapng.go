@@ -111,7 +111,7 @@ func (p *pcapOut) encode(r *record, drops uint64) {
 		p.block = appendVLANIDB(p.block, p.snapLen+vlanHeaderLen)
 		p.vlanIntf = intfInBlock
 	}
-	p.frame = appendVLANFrame(p.frame[:0], r.vlan, r.data)
+	p.frame = appendVLANFrame(p.frame[:0], r.dstMAC, r.srcMAC, r.vlan, r.data)
 	p.block = appendEPB(p.block, 1, r.left, p.frame, r.origLen+vlanHeaderLen, p.comment, drops)
 }
 
@@ -122,11 +122,14 @@ func (p *pcapOut) wrote() {
 	}
 }
 
-// appendVLANFrame appends an Ethernet frame for IP packet ip with tag t.
-// The addresses are zero: the queue hands over the IP packet without
-// them.
-func appendVLANFrame(b []byte, t vlanmark.Tag, ip []byte) []byte {
-	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(t.TPID>>8), byte(t.TPID), byte(t.ID>>8)&0x0f, byte(t.ID))
+// appendVLANFrame appends an Ethernet frame from src to dst for IP packet
+// ip with tag t. The queue hands over the IP packet without its Ethernet
+// header: the addresses are those the engine learned (nfq.Event.SrcMAC),
+// zero while unknown.
+func appendVLANFrame(b []byte, dst, src [6]byte, t vlanmark.Tag, ip []byte) []byte {
+	b = append(b, dst[:]...)
+	b = append(b, src[:]...)
+	b = append(b, byte(t.TPID>>8), byte(t.TPID), byte(t.ID>>8)&0x0f, byte(t.ID))
 	if len(ip) > 0 && ip[0]>>4 == 6 {
 		b = append(b, 0x86, 0xdd)
 	} else {
@@ -141,7 +144,7 @@ const (
 	optIfName       = 2
 	optIfDesc       = 3
 	optIfTsresol    = 9
-	vlanDescription = "packets that carried a VLAN tag on the bridge, with that tag (Ethernet addresses zero)"
+	vlanDescription = "packets that carried a VLAN tag on the bridge, with that tag (Ethernet addresses as closeduel learned them, zero while unknown)"
 )
 
 // appendVLANIDB appends the description of interface 1: Ethernet,

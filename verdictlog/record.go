@@ -26,6 +26,8 @@ type record struct {
 	seg      segment.Segment // when tcp
 	vlan     vlanmark.Tag    // the zero Tag when untagged
 	src, dst netip.Addr      // when !tcp, from the IP header if it parsed
+	// a tagged frame's Ethernet addresses (zero: unknown)
+	dstMAC, srcMAC [6]byte
 
 	conn                       uint64
 	rule, action, dir, rewrote string
@@ -42,6 +44,7 @@ func (r *record) fill(ev *nfq.Event) {
 	r.tcp = ev.TCP
 	r.id = ev.PacketID
 	r.vlan = ev.VLAN
+	r.dstMAC, r.srcMAC = ev.DstMAC, ev.SrcMAC
 	r.arrived = ev.Arrived.UnixNano()
 	r.left = ev.Left.UnixNano()
 	if ev.TCP {

@@ -22,6 +22,12 @@ import (
 	"github.com/closeduel/closeduel/vlanmark"
 )
 
+// The Ethernet addresses the tagged fixture events carry.
+var (
+	fixtureDstMAC = [6]byte{0x02, 0, 0, 0, 0, 0x99}
+	fixtureSrcMAC = [6]byte{0x02, 0, 0, 0, 0, 0x01}
+)
+
 // writeVLANEvents logs an untagged segment, an 802.1Q VLAN 10 one, an
 // untagged one, an 802.1ad VLAN 4094 IPv6 one and returns the files.
 func writeVLANEvents(t *testing.T) (jsonPath, pcapPath string) {
@@ -38,8 +44,12 @@ func writeVLANEvents(t *testing.T) (jsonPath, pcapPath string) {
 			from, to = client6, device6
 		}
 		pkt, seg := tcpPacket(t, from, to, segment.ACK, uint32(1000+i), 1, 100, 3)
-		w.Record(&nfq.Event{Kind: nfq.EventVerdict, Arrived: t0, Left: t0.Add(time.Duration(i) * time.Millisecond), PacketID: uint32(i + 1),
-			Decision: &nfq.Decision{}, Data: pkt, Seg: seg, TCP: true, VLAN: vlan})
+		ev := &nfq.Event{Kind: nfq.EventVerdict, Arrived: t0, Left: t0.Add(time.Duration(i) * time.Millisecond), PacketID: uint32(i + 1),
+			Decision: &nfq.Decision{}, Data: pkt, Seg: seg, TCP: true, VLAN: vlan}
+		if vlan.Tagged() {
+			ev.DstMAC, ev.SrcMAC = fixtureDstMAC, fixtureSrcMAC
+		}
+		w.Record(ev)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -65,11 +75,12 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 
 	r := openMixedNg(t, pcapPath)
 	type frame struct {
-		Intf int
-		TPID uint16
-		VLAN uint16
-		Type uint16
-		IPv  byte
+		Intf     int
+		Dst, Src [6]byte
+		TPID     uint16
+		VLAN     uint16
+		Type     uint16
+		IPv      byte
 	}
 	var frames []frame
 	for {
@@ -85,6 +96,7 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 			if len(data) < 19 {
 				t.Fatalf("tagged frame % x", data)
 			}
+			fr.Dst, fr.Src = [6]byte(data[0:6]), [6]byte(data[6:12])
 			fr.TPID, fr.VLAN, fr.Type, fr.IPv = binary.BigEndian.Uint16(data[12:]), binary.BigEndian.Uint16(data[14:]), binary.BigEndian.Uint16(data[16:]), data[18]>>4
 			if ci.CaptureLength != len(data) || ci.Length != len(data) {
 				t.Errorf("tagged frame: cap %d len %d, want %d both", ci.CaptureLength, ci.Length, len(data))
@@ -94,7 +106,8 @@ func TestVLANInTheLogAndTheCapture(t *testing.T) {
 		}
 		frames = append(frames, fr)
 	}
-	want := []frame{{0, 0, 0, 0, 4}, {1, 0x8100, 10, 0x0800, 4}, {0, 0, 0, 0, 4}, {1, 0x88a8, 4094, 0x86dd, 6}}
+	d, sr := fixtureDstMAC, fixtureSrcMAC
+	want := []frame{{IPv: 4}, {1, d, sr, 0x8100, 10, 0x0800, 4}, {IPv: 4}, {1, d, sr, 0x88a8, 4094, 0x86dd, 6}}
 	if diff := cmp.Diff(want, frames); diff != "" {
 		t.Errorf("frames (-want +got):\n%s", diff)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/closeduel/closeduel/bridgehook"
 	"github.com/closeduel/closeduel/internal/benchtest"
 	"github.com/closeduel/closeduel/internal/roottest"
+	"github.com/closeduel/closeduel/netns"
 	"github.com/closeduel/closeduel/topology"
 )
 
@@ -134,7 +135,19 @@ func TestVLANTagsInTheLogAndTheCapture(t *testing.T) {
 	}
 
 	// The capture, as tshark reads it.
-	cmd := exec.Command("tshark", "-r", pcapPath, "-T", "fields", "-e", "vlan.id", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "frame.comment")
+	// Tagged frames carry the hosts' Ethernet addresses as closeduel
+	// learned them: the source always (it comes with the queued packet),
+	// the destination once that host has sent a frame (the first SYN goes
+	// out before the device has: zero).
+	macs := map[string]string{}
+	for port, ns := range map[string]string{"8080": topo.Device, "other": topo.Client} {
+		out, err := netns.Output(ctx, ns, "cat", "/sys/class/net/vt0/address")
+		if err != nil {
+			t.Fatal(err)
+		}
+		macs[port] = strings.TrimSpace(out)
+	}
+	cmd := exec.Command("tshark", "-r", pcapPath, "-T", "fields", "-e", "vlan.id", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "frame.comment", "-e", "eth.src", "-e", "eth.dst")
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -142,11 +155,11 @@ func TestVLANTagsInTheLogAndTheCapture(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tshark: %v\n%s", err, stderr.Bytes())
 	}
-	ptagged, puntagged := 0, 0
+	ptagged, puntagged, unknownDst := 0, 0, 0
 	for _, l := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
 		f := strings.Split(l, "\t")
-		if len(f) != 4 || !strings.HasPrefix(f[3], "closeduel verdict=accept") {
-			t.Fatalf("tshark line %q: want vlan.id, ports and a verdict comment", l)
+		if len(f) != 6 || !strings.HasPrefix(f[3], "closeduel verdict=accept") {
+			t.Fatalf("tshark line %q: want vlan.id, ports, a verdict comment and addresses", l)
 		}
 		switch {
 		case f[1] == "8080" || f[2] == "8080":
@@ -154,12 +167,27 @@ func TestVLANTagsInTheLogAndTheCapture(t *testing.T) {
 			if f[0] != "10" {
 				t.Errorf("tagged flow: frame with vlan.id %q: %q", f[0], l)
 			}
+			src, dst := macs["other"], macs["8080"]
+			if f[1] == "8080" {
+				src, dst = dst, src
+			}
+			switch {
+			case f[4] != src:
+				t.Errorf("tagged flow: frame from %s, want %s: %q", f[4], src, l)
+			case f[5] == "00:00:00:00:00:00":
+				unknownDst++
+			case f[5] != dst:
+				t.Errorf("tagged flow: frame to %s, want %s: %q", f[5], dst, l)
+			}
 		case f[1] == "8081" || f[2] == "8081":
 			puntagged++
 			if f[0] != "" {
 				t.Errorf("untagged flow: frame with vlan.id %q: %q", f[0], l)
 			}
 		}
+	}
+	if unknownDst > 1 {
+		t.Errorf("%d tagged frames without a destination address, want at most the first SYN", unknownDst)
 	}
 	if ptagged != tagged || puntagged != untagged {
 		t.Errorf("tshark: %d tagged and %d untagged frames, the log %d and %d", ptagged, puntagged, tagged, untagged)
