@@ -305,14 +305,13 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 			deadline, timed = due, true // a held packet is due first
 		}
 		for {
-			n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&e.msgs[0])), uintptr(len(e.msgs)), unix.MSG_DONTWAIT, 0, 0)
-			if errno == 0 && n > 0 {
-				e.nrecv = int(n)
+			got, err := e.recvmmsg(unix.MSG_DONTWAIT)
+			if err != nil {
+				return false, err
+			}
+			if got {
 				e.stats.SpinHits.Add(1)
 				return true, nil
-			}
-			if errno != 0 && errno != unix.EAGAIN && errno != unix.EINTR && errno != unix.ENOBUFS {
-				return false, fmt.Errorf("nfq: receive: %w", errno)
 			}
 			if !time.Now().Before(deadline) {
 				break
@@ -353,12 +352,20 @@ func (e *Engine) receive(wait time.Duration) (bool, error) {
 		}
 		flags = unix.MSG_DONTWAIT
 	}
-	// RawSyscall: the engine's thread keeps its P while it blocks, so the
-	// runtime's sysmon does not retake it (and wake up every 20 µs) after
-	// each packet; measured with perf stat under request/response load it
-	// brings the engine's context switches down to the C anchor's. A
-	// preemption signal ends the wait with EINTR (the socket has a
-	// receive timeout), so a stop-the-world never waits on it.
+	return e.recvmmsg(flags)
+}
+
+// recvmmsg takes up to Batch queued packets in one call with flags and
+// reports whether any came; nothing waiting (EAGAIN), an interrupted wait
+// and a receive buffer that overflowed (ENOBUFS: the kernel's user-drop
+// counter, in Stats, says what it cost) are not errors. RawSyscall: the engine's
+// thread keeps its P while it blocks, so the runtime's sysmon does not
+// retake it (and wake up every 20 µs) after each packet; measured with
+// perf stat under request/response load it brings the engine's context
+// switches down to the C anchor's. A preemption signal ends the wait with
+// EINTR (the socket has a receive timeout), so a stop-the-world never
+// waits on it.
+func (e *Engine) recvmmsg(flags uintptr) (bool, error) {
 	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&e.msgs[0])), uintptr(len(e.msgs)), flags, 0, 0)
 	switch errno {
 	case 0:
