@@ -259,7 +259,7 @@ func Cleanup(ctx context.Context, ns string) ([]string, error) {
 	tables, err := vlanTables(ctx, ns)
 	errs = append(errs, err)
 	for _, t := range tables {
-		if err := removeVLANTable(ctx, ns, t); err != nil {
+		if err := deleteVLANTable(ctx, ns, t); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -333,6 +333,12 @@ func removeVLANTable(ctx context.Context, ns, table string) error {
 	if err != nil || !slices.Contains(tables, table) {
 		return err
 	}
+	return deleteVLANTable(ctx, ns, table)
+}
+
+// deleteVLANTable deletes a VLANTags table known to exist (vlanTables
+// listed it).
+func deleteVLANTable(ctx context.Context, ns, table string) error {
 	if err := netns.Run(ctx, ns, nftBin, "delete", "table", "bridge", table); err != nil {
 		return fmt.Errorf("bridgehook: %w", err)
 	}
