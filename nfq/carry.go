@@ -449,16 +449,11 @@ func (c *carrier) sendDuplicate(sl *slot, now time.Time) {
 		c.stats.SendFailed.Add(1)
 		return
 	}
-	f := c.frame[:0]
-	f = append(f, dst.mac[:]...)
-	f = append(f, src.mac[:]...)
-	f = appendTag(f, sl.vlan)
+	etherType := uint16(0x0800)
 	if sl.seg.IsIPv6() {
-		f = append(f, 0x86, 0xdd)
-	} else {
-		f = append(f, 0x08, 0x00)
+		etherType = 0x86dd
 	}
-	f = append(f, sl.data...)
+	f := append(sl.vlan.AppendEthernet(c.frame[:0], dst.mac, src.mac, etherType), sl.data...)
 	c.frame = f
 	if err := c.sink.sendFrame(f, port, dst.mac); err != nil {
 		c.stats.SendFailed.Add(1)
@@ -492,7 +487,7 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 		// The destination's frames carry a tag: so does this one.
 		f = append(f, 0, 0, 0, 0)
 		copy(f[16:], f[12:])
-		appendTag(f[:12], dst.vlan)
+		dst.vlan.AppendTo(f[:12])
 	}
 	c.frame = f
 	if err := c.sink.sendFrame(f, dst.port, dst.mac); err != nil {
@@ -520,14 +515,4 @@ func (c *carrier) injectNow(in *Inject, p *Packet, d *Decision, now time.Time) {
 		}
 		c.cfg.Recorder.Record(&c.ev)
 	}
-}
-
-// appendTag appends tag t to an Ethernet header's addresses (nothing for
-// the zero Tag): a copy or a crafted segment for a host on a VLAN leaves
-// tagged, as that host's own frames arrived.
-func appendTag(f []byte, t vlanmark.Tag) []byte {
-	if !t.Tagged() {
-		return f
-	}
-	return append(f, byte(t.TPID>>8), byte(t.TPID), byte(t.ID>>8), byte(t.ID))
 }

@@ -127,15 +127,11 @@ func (p *pcapOut) wrote() {
 // header: the addresses are those the engine learned (nfq.Event.SrcMAC),
 // zero while unknown.
 func appendVLANFrame(b []byte, dst, src [6]byte, t vlanmark.Tag, ip []byte) []byte {
-	b = append(b, dst[:]...)
-	b = append(b, src[:]...)
-	b = append(b, byte(t.TPID>>8), byte(t.TPID), byte(t.ID>>8)&0x0f, byte(t.ID))
+	etherType := uint16(0x0800)
 	if len(ip) > 0 && ip[0]>>4 == 6 {
-		b = append(b, 0x86, 0xdd)
-	} else {
-		b = append(b, 0x08, 0x00)
+		etherType = 0x86dd
 	}
-	return append(b, ip...)
+	return append(t.AppendEthernet(b, dst, src, etherType), ip...)
 }
 
 // pcapng interface description block and its options.

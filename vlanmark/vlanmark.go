@@ -43,6 +43,25 @@ type Tag struct {
 // Tagged reports whether t is a tag.
 func (t Tag) Tagged() bool { return t.ID != 0 }
 
+// AppendTo appends the tag as it stands in an Ethernet header after the
+// addresses (TPID, then the TCI with priority and DEI 0) to b; nothing
+// when t is no tag.
+func (t Tag) AppendTo(b []byte) []byte {
+	if !t.Tagged() {
+		return b
+	}
+	return append(b, byte(t.TPID>>8), byte(t.TPID), byte(t.ID>>8)&0x0f, byte(t.ID))
+}
+
+// AppendEthernet appends an Ethernet header from src to dst with the tag
+// (none when t is no tag) and EtherType etherType to b.
+func (t Tag) AppendEthernet(b []byte, dst, src [6]byte, etherType uint16) []byte {
+	b = append(b, dst[:]...)
+	b = append(b, src[:]...)
+	b = t.AppendTo(b)
+	return append(b, byte(etherType>>8), byte(etherType))
+}
+
 // String returns "802.1Q 10", "802.1ad 10" or "untagged".
 func (t Tag) String() string {
 	switch {

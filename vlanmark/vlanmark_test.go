@@ -2,6 +2,7 @@ package vlanmark
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,6 +48,26 @@ func TestReadReadsWhatTheRuleWrites(t *testing.T) {
 	for _, m := range []uint32{0, 1, 2, 0xffffffff, Mark(Tag{TPID8021Q, 0})} {
 		if tag := Read(m); tag.Tagged() || tag != (Tag{}) {
 			t.Errorf("Read(%#x) = %v; want no tag", m, tag)
+		}
+	}
+}
+
+// TestAppendEthernet: the header's bytes with an 802.1Q, an 802.1ad and
+// no tag.
+func TestAppendEthernet(t *testing.T) {
+	dst, src := [6]byte{2, 0, 0, 0, 0, 2}, [6]byte{2, 0, 0, 0, 0, 1}
+	addrs := "020000000002020000000001"
+	for _, c := range []struct {
+		tag       Tag
+		etherType uint16
+		want      string
+	}{
+		{Tag{TPID8021Q, 10}, 0x0800, addrs + "8100000a0800"},
+		{Tag{TPID8021AD, 4094}, 0x86dd, addrs + "88a80ffe86dd"},
+		{Tag{}, 0x0800, addrs + "0800"},
+	} {
+		if got := hex.EncodeToString(c.tag.AppendEthernet([]byte{}, dst, src, c.etherType)); got != c.want {
+			t.Errorf("%v: %s, want %s", c.tag, got, c.want)
 		}
 	}
 }
