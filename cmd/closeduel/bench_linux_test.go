@@ -83,6 +83,18 @@ func startRun(t *testing.T, bin, ns, sock string, extra ...string) *liveRun {
 	return startCloseduel(t, ns, "inline (iptables chain", append([]string{bin, "run", "--bridge", "br0", "--control", sock}, extra...)...)
 }
 
+// stop sends the run SIGTERM and waits up to 10 s for it to exit, failing
+// t (with its output) if it does not; exitErr then holds how it ended.
+func (r *liveRun) stop(t *testing.T) {
+	t.Helper()
+	r.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still going 10 s after SIGTERM:\n%s", strings.Join(r.Args[1:], " "), r.out.String())
+	}
+}
+
 // startCloseduel starts argv in namespace ns and waits up to 10 s until
 // its output says ready. At the end of the test it is sent SIGTERM, and
 // killed if still going 10 s later.

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,12 +73,7 @@ func TestBusyPollFollowsTheCPUs(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			run.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-run.done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the run did not stop within 10 s of SIGTERM")
-			}
+			run.stop(t)
 			m := polled.FindStringSubmatch(run.out.String())
 			if m == nil {
 				t.Fatalf("no batch count in the summary:\n%s", run.out.String())

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,12 +67,7 @@ func TestRunOnAFullDiskSaysSoAndCounts(t *testing.T) {
 	if m == nil || string(m[1]) == "0" {
 		t.Fatalf("ctl status does not show the failed records:\n%s", status)
 	}
-	run.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-run.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("run did not stop:\n%s", out.String())
-	}
+	run.stop(t)
 	sum := regexp.MustCompile(`log records +written (\d+), lost (\d+) \(ring full\), failed (\d+) \(write errors\)`).FindStringSubmatch(out.String())
 	if sum == nil {
 		t.Fatalf("no log line in the summary:\n%s", out.String())

@@ -132,12 +132,7 @@ func TestKill9UnderLoadBypassesAndTheNextRunStartsCleanly(t *testing.T) {
 			t.Fatalf("request %d through the second run: %v\n%s", i, err, out.String())
 		}
 	}
-	second.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-second.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("second run did not finish:\n%s", out.String())
-	}
+	second.stop(t)
 	if !strings.Contains(out.String(), "summary after") {
 		t.Errorf("second run printed no summary:\n%s", out.String())
 	}

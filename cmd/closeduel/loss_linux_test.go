@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,12 +62,7 @@ func TestNoLossWarningWithoutLoss(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	run.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-run.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the run did not stop within 10 s of SIGTERM")
-	}
+	run.stop(t)
 	out := run.out.String()
 	// Two segments an exchange at least (a byte each way), in 3.5 s.
 	if rate := float64(2*exchanges) / 3.5; rate < 2000 {
